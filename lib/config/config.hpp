@@ -1,0 +1,96 @@
+// The typed configuration: what the JSON file says, validated, with defaults applied.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "core/net_types.hpp"
+#include "core/port_range.hpp"
+
+namespace portmux {
+
+inline constexpr const char* kDefaultHostDevice = "net_tap0,iface=pmx0";
+
+struct UplinkConfig {
+    std::string device;          // DPDK devargs: PCI address or vdev string
+    std::optional<MacAddr> mac;  // absent: keep the device's own MAC
+};
+
+struct HostConfig {
+    std::string device = kDefaultHostDevice;
+    std::vector<PortRange> ranges;
+};
+
+enum class VhostMode : uint8_t { kClient, kServer };
+
+struct VmConfig {
+    std::string name;    // [A-Za-z0-9_.-]{1,32}, unique
+    std::string vhost;   // vhost-user socket path; empty when `device` is used
+    VhostMode vhost_mode = VhostMode::kClient;
+    std::string device;  // any DPDK devargs; empty when `vhost` is used
+    MacAddr mac;
+    std::vector<PortRange> ranges;
+    bool enabled = true;  // extension: "enabled": false starts the VM disabled
+};
+
+enum class FirewallAction : uint8_t { kAccept, kDrop };
+
+struct FirewallRule {
+    FirewallAction action = FirewallAction::kAccept;
+    std::optional<uint8_t> proto;  // IP protocol number ("tcp" = 6, "icmpv6" = 58, ...)
+    std::optional<IpPrefix> src;
+    std::optional<IpPrefix> dst;
+    std::optional<PortSpan> src_ports;
+    std::optional<PortSpan> dst_ports;
+};
+
+struct FirewallConfig {
+    FirewallAction default_action = FirewallAction::kAccept;
+    std::vector<FirewallRule> rules;  // priority order, first match wins
+};
+
+enum class UnmatchedPolicy : uint8_t { kHost, kDrop, kReject };
+
+struct Config {
+    std::vector<std::string> eal;
+    Ipv4Addr shared_ip;
+    std::optional<Ipv6Addr> shared_ip6;
+    UplinkConfig uplink;
+    HostConfig host;
+    std::vector<VmConfig> vms;
+    FirewallConfig firewall;
+    UnmatchedPolicy unmatched = UnmatchedPolicy::kHost;
+};
+
+// A configuration error: `path` is the JSON path ("vms[1].ranges[0]", "" for the document itself).
+class ConfigError : public std::runtime_error {
+public:
+    ConfigError(std::string path, const std::string& what) : std::runtime_error(what), path_(std::move(path)) {}
+    const std::string& path() const { return path_; }
+
+private:
+    std::string path_;
+};
+
+// Parses and validates a whole configuration. Throws ConfigError on the first problem.
+// Thread safety: pure function, any thread.
+Config parse_config(const nlohmann::json& document);
+// Reads `file` and calls parse_config; JSON syntax errors name the line and column.
+Config load_config_file(const std::string& file);
+// The inverse of parse_config: a document that parse_config accepts and that yields `config` again.
+nlohmann::json config_to_json(const Config& config);
+// The one-screen summary printed by --check.
+std::string config_summary(const Config& config);
+
+const char* to_string(UnmatchedPolicy policy);
+const char* to_string(FirewallAction action);
+const char* to_string(VhostMode mode);
+// "tcp", "udp", "icmp", "icmpv6" or the decimal number.
+std::string ip_proto_to_string(uint8_t proto);
+
+}  // namespace portmux

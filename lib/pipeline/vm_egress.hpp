@@ -1,0 +1,31 @@
+// Checks and rewrites for frames a VM sends toward the uplink (CONTRACT.md section 3, "the mixer").
+#pragma once
+
+#include <cstdint>
+
+#include "core/counters.hpp"
+#include "core/net_types.hpp"
+#include "pipeline/parsed_frame.hpp"
+#include "pipeline/shared_addresses.hpp"
+#include "tables/port_owners.hpp"
+
+namespace portmux {
+
+struct EgressDecision {
+    bool forward = false;
+    SwitchCounter drop_reason = SwitchCounter::drop_spoof_address;  // meaningful when !forward
+};
+
+// A VM (owner `self`) may send: ARP whose sender IP is the shared IPv4 address (or 0.0.0.0 for a probe);
+// IPv4/IPv6 whose source is the shared address, where TCP/UDP must use a source port that `table` gives to
+// `self` for that protocol (a non-first fragment carries no port and passes on its address alone);
+// nothing else (malformed frames, other non-IP frames: dropped). Pure function.
+EgressDecision check_vm_egress(const ParsedFrame& frame, const SharedAddresses& shared, const PortOwnerTable& table,
+                               OwnerId self);
+
+// Makes a checked VM frame look like the uplink's own: Ethernet source, ARP sender hardware address, and
+// the source/target link-layer address options of neighbour discovery (fixing the ICMPv6 checksum) all
+// become `uplink_mac`. `frame` holds `length` contiguous bytes. Pure function.
+void rewrite_vm_egress(uint8_t* frame, uint32_t length, const ParsedFrame& parsed, const MacAddr& uplink_mac);
+
+}  // namespace portmux
