@@ -1,1 +1,503 @@
-// placeholder
+// JSON -> Config: every check of the configuration file, each error naming the JSON path of the bad value.
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <initializer_list>
+#include <map>
+#include <set>
+#include <tuple>
+#include <utility>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "config/config.hpp"
+#include "tables/port_owners.hpp"
+
+namespace portmux {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr const char* kRoot = "$";
+constexpr size_t kMaxNameLength = 32;
+// sockaddr_un::sun_path is 108 bytes including the terminating NUL.
+constexpr size_t kMaxSocketPath = 107;
+
+bool is_plain_key(const std::string& key) {
+    if (key.empty()) return false;
+    for (char c : key)
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')) return false;
+    return true;
+}
+
+std::string child(const std::string& parent, const std::string& key) {
+    // Keys that would make the path ambiguous ("a.b", "x y") are written in bracket form.
+    const std::string part = is_plain_key(key) ? key : "[" + json(key).dump() + "]";
+    if (parent.empty() || parent == kRoot) return is_plain_key(key) ? part : kRoot + part;
+    return is_plain_key(key) ? parent + "." + part : parent + part;
+}
+
+std::string element(const std::string& parent, size_t index) { return fmt::format("{}[{}]", parent, index); }
+
+std::string in_quotes(const std::string& text) { return "\"" + text + "\""; }
+
+[[noreturn]] void fail(const std::string& path, const std::string& what) { throw ConfigError(path, what); }
+
+void expect_object(const json& value, const std::string& path) {
+    if (!value.is_object()) fail(path, "expected an object");
+}
+
+void expect_array(const json& value, const std::string& path) {
+    if (!value.is_array()) fail(path, "expected an array");
+}
+
+const std::string& expect_string(const json& value, const std::string& path) {
+    if (!value.is_string()) fail(path, "expected a string");
+    return value.get_ref<const std::string&>();
+}
+
+const std::string& expect_nonempty_string(const json& value, const std::string& path) {
+    const std::string& text = expect_string(value, path);
+    if (text.empty()) fail(path, "must not be empty");
+    return text;
+}
+
+void check_keys(const json& object, const std::string& path, std::initializer_list<const char*> allowed) {
+    for (const auto& item : object.items()) {
+        bool known = false;
+        for (const char* key : allowed) known = known || item.key() == key;
+        if (known) continue;
+        std::string list;
+        for (const char* key : allowed) list += (list.empty() ? "" : ", ") + std::string(key);
+        fail(child(path, item.key()), "unknown key (expected one of: " + list + ")");
+    }
+}
+
+const json* find(const json& object, const char* key) {
+    auto it = object.find(key);
+    return it == object.end() ? nullptr : &*it;
+}
+
+const json& require(const json& object, const std::string& path, const char* key) {
+    const json* value = find(object, key);
+    if (value == nullptr) fail(child(path, key), "required but missing");
+    return *value;
+}
+
+// An enumeration written as one of a few strings; `names` pairs each spelling with its value.
+template <class E>
+E parse_choice(const json& value, const std::string& path, std::initializer_list<std::pair<const char*, E>> names) {
+    const std::string& text = expect_string(value, path);
+    std::string expected;
+    size_t i = 0;
+    for (const auto& [name, e] : names) {
+        if (text == name) return e;
+        expected += (i == 0 ? "" : (i + 1 == names.size() ? " or " : ", ")) + in_quotes(name);
+        ++i;
+    }
+    fail(path, in_quotes(text) + ": expected " + expected);
+}
+
+MacAddr parse_unicast_mac(const json& value, const std::string& path) {
+    const std::string& text = expect_string(value, path);
+    auto mac = MacAddr::parse(text);
+    if (!mac) fail(path, mac.error());
+    if (mac->is_multicast()) fail(path, in_quotes(text) + ": a multicast address cannot be a port's MAC");
+    if (mac->is_zero()) fail(path, in_quotes(text) + ": the all-zero MAC is not a valid address");
+    return *mac;
+}
+
+Ipv4Addr parse_shared_ip(const json& value, const std::string& path) {
+    const std::string& text = expect_string(value, path);
+    auto addr = Ipv4Addr::parse(text);
+    if (!addr) fail(path, addr.error());
+    const auto& b = addr->bytes;
+    const bool unspecified = b[0] == 0 && b[1] == 0 && b[2] == 0 && b[3] == 0;
+    const bool broadcast = b[0] == 255 && b[1] == 255 && b[2] == 255 && b[3] == 255;
+    if (unspecified || broadcast || (b[0] & 0xf0) == 0xe0)
+        fail(path, in_quotes(text) + ": not a unicast address");
+    return *addr;
+}
+
+Ipv6Addr parse_shared_ip6(const json& value, const std::string& path) {
+    const std::string& text = expect_string(value, path);
+    auto addr = Ipv6Addr::parse(text);
+    if (!addr) fail(path, addr.error());
+    if (*addr == Ipv6Addr{} || addr->bytes[0] == 0xff) fail(path, in_quotes(text) + ": not a unicast address");
+    return *addr;
+}
+
+// DPDK refuses two devices with the same name: the part of the devargs before the first comma.
+class DeviceNames {
+public:
+    void claim(const std::string& devargs, const std::string& path, const std::string& note = {}) {
+        const std::string name = devargs.substr(0, devargs.find(','));
+        auto [it, inserted] = used_.emplace(name, path);
+        if (!inserted) fail(path, fmt::format("device {} is already used by {}{}", in_quotes(name), it->second, note));
+    }
+
+private:
+    std::map<std::string, std::string> used_;
+};
+
+// Detects overlapping ranges with the same registry the control side uses, and remembers where each
+// range was declared so a conflict names both sides.
+class RangeChecker {
+public:
+    explicit RangeChecker(const std::vector<std::string>& vm_names) : vm_names_(vm_names) {}
+
+    std::vector<PortRange> parse_list(const json& value, const std::string& path, OwnerId owner) {
+        expect_array(value, path);
+        std::vector<PortRange> ranges;
+        for (size_t i = 0; i < value.size(); ++i) {
+            const std::string at = element(path, i);
+            const std::string& text = expect_string(value[i], at);
+            auto range = PortRange::parse(text);
+            if (!range) fail(at, range.error());
+            if (auto conflict = registry_.add(*range, owner)) {
+                const Declared& other = declared_.at(key_of(conflict->existing.range));
+                fail(at, fmt::format("{} overlaps {} of {} ({}) at {}:{}", in_quotes(text), in_quotes(other.text),
+                                     owner_name(conflict->existing.owner), other.path, to_string(conflict->proto),
+                                     conflict->port));
+            }
+            declared_.emplace(key_of(*range), Declared{text, at});
+            ranges.push_back(*range);
+        }
+        return ranges;
+    }
+
+private:
+    struct Declared {
+        std::string text;
+        std::string path;
+    };
+    using Key = std::tuple<uint16_t, bool, bool>;
+    static Key key_of(const PortRange& r) { return {r.ports.first, r.tcp, r.udp}; }
+
+    std::string owner_name(OwnerId owner) const {
+        if (owner == kHostOwner) return "the host";
+        return "VM " + in_quotes(vm_names_.at(owner - kFirstVmOwner));
+    }
+
+    const std::vector<std::string>& vm_names_;
+    RangeRegistry registry_;
+    std::map<Key, Declared> declared_;
+};
+
+bool valid_vm_name(const std::string& name) {
+    if (name.empty() || name.size() > kMaxNameLength) return false;
+    for (char c : name)
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+              c == '-'))
+            return false;
+    return true;
+}
+
+std::vector<std::string> parse_eal(const json& value, const std::string& path) {
+    expect_array(value, path);
+    std::vector<std::string> args;
+    for (size_t i = 0; i < value.size(); ++i) args.push_back(expect_string(value[i], element(path, i)));
+    return args;
+}
+
+UplinkConfig parse_uplink(const json& value, const std::string& path, DeviceNames& devices) {
+    expect_object(value, path);
+    check_keys(value, path, {"device", "mac"});
+    UplinkConfig uplink;
+    uplink.device = expect_nonempty_string(require(value, path, "device"), child(path, "device"));
+    devices.claim(uplink.device, child(path, "device"));
+    if (const json* mac = find(value, "mac")) uplink.mac = parse_unicast_mac(*mac, child(path, "mac"));
+    return uplink;
+}
+
+HostConfig parse_host(const json* value, const std::string& path, DeviceNames& devices, RangeChecker& ranges) {
+    HostConfig host;
+    if (value != nullptr) {
+        expect_object(*value, path);
+        check_keys(*value, path, {"device", "ranges"});
+        if (const json* device = find(*value, "device"))
+            host.device = expect_nonempty_string(*device, child(path, "device"));
+    }
+    const bool defaulted = value == nullptr || find(*value, "device") == nullptr;
+    devices.claim(host.device, child(path, "device"),
+                  defaulted ? fmt::format(" ({} is the default)", in_quotes(kDefaultHostDevice)) : std::string());
+    if (value != nullptr)
+        if (const json* list = find(*value, "ranges")) host.ranges = ranges.parse_list(*list, child(path, "ranges"), kHostOwner);
+    return host;
+}
+
+std::vector<VmConfig> parse_vms(const json& value, const std::string& path, DeviceNames& devices,
+                                std::vector<std::string>& names, RangeChecker& ranges) {
+    expect_array(value, path);
+    if (value.size() > kMaxOwners - kFirstVmOwner)
+        fail(path, fmt::format("too many VMs ({}, at most {})", value.size(), kMaxOwners - kFirstVmOwner));
+    std::vector<VmConfig> vms;
+    std::map<std::string, std::string> vhost_paths;
+    std::map<std::string, size_t> name_index;
+    for (size_t i = 0; i < value.size(); ++i) {
+        const std::string at = element(path, i);
+        const json& item = value[i];
+        expect_object(item, at);
+        check_keys(item, at, {"name", "vhost", "vhost_mode", "device", "mac", "ranges", "enabled"});
+        VmConfig vm;
+
+        const std::string name_path = child(at, "name");
+        vm.name = expect_string(require(item, at, "name"), name_path);
+        if (!valid_vm_name(vm.name))
+            fail(name_path, in_quotes(vm.name) + ": invalid name (expected 1 to 32 characters from A-Z a-z 0-9 _ . -)");
+        if (vm.name == "host") fail(name_path, "\"host\" is reserved (it names the host as a range owner)");
+        if (auto [it, inserted] = name_index.emplace(vm.name, i); !inserted)
+            fail(name_path, fmt::format("{} is already used by {}", in_quotes(vm.name), element(path, it->second)));
+        names.push_back(vm.name);
+
+        const json* vhost = find(item, "vhost");
+        const json* device = find(item, "device");
+        if (vhost == nullptr && device == nullptr) fail(at, "needs exactly one of \"vhost\" or \"device\"");
+        if (vhost != nullptr && device != nullptr)
+            fail(child(at, "device"), "\"vhost\" and \"device\" exclude each other (give exactly one)");
+        if (vhost != nullptr) {
+            const std::string vhost_path = child(at, "vhost");
+            vm.vhost = expect_nonempty_string(*vhost, vhost_path);
+            if (vm.vhost[0] != '/') fail(vhost_path, in_quotes(vm.vhost) + ": not an absolute path");
+            if (vm.vhost.size() > kMaxSocketPath)
+                fail(vhost_path, fmt::format("{}: longer than {} bytes, the limit of a socket path", in_quotes(vm.vhost),
+                                             kMaxSocketPath));
+            if (auto [it, inserted] = vhost_paths.emplace(vm.vhost, at); !inserted)
+                fail(vhost_path, fmt::format("{} is already used by {}", in_quotes(vm.vhost), it->second));
+            if (const json* mode = find(item, "vhost_mode"))
+                vm.vhost_mode = parse_choice<VhostMode>(*mode, child(at, "vhost_mode"),
+                                                        {{"client", VhostMode::kClient}, {"server", VhostMode::kServer}});
+        } else {
+            vm.device = expect_nonempty_string(*device, child(at, "device"));
+            if (find(item, "vhost_mode") != nullptr) fail(child(at, "vhost_mode"), "only allowed with \"vhost\"");
+            devices.claim(vm.device, child(at, "device"));
+        }
+
+        const std::string mac_path = child(at, "mac");
+        vm.mac = parse_unicast_mac(require(item, at, "mac"), mac_path);
+        for (size_t j = 0; j < vms.size(); ++j)
+            if (vms[j].mac == vm.mac)
+                fail(mac_path, fmt::format("{} is already used by {}", in_quotes(item["mac"].get<std::string>()),
+                                           element(path, j)));
+
+        if (const json* enabled = find(item, "enabled")) {
+            if (!enabled->is_boolean()) fail(child(at, "enabled"), "expected true or false");
+            vm.enabled = enabled->get<bool>();
+        }
+        if (const json* list = find(item, "ranges")) vm.ranges = ranges.parse_list(*list, child(at, "ranges"), vm_owner_id(i));
+        vms.push_back(std::move(vm));
+    }
+    return vms;
+}
+
+uint8_t parse_ip_proto(const json& value, const std::string& path) {
+    const char* expected = "expected tcp, udp, icmp, icmpv6 or a protocol number 0..255";
+    if (value.is_number_unsigned() || value.is_number_integer()) {
+        if (value.is_number_unsigned() ? value.get<uint64_t>() > 255 : value.get<int64_t>() < 0 || value.get<int64_t>() > 255)
+            fail(path, fmt::format("{}: {}", value.dump(), expected));
+        return static_cast<uint8_t>(value.get<int64_t>());
+    }
+    if (!value.is_string()) fail(path, std::string("expected a string or a number: ") + expected);
+    const std::string& text = value.get_ref<const std::string&>();
+    if (text == "tcp") return kIpProtoTcp;
+    if (text == "udp") return kIpProtoUdp;
+    if (text == "icmp") return kIpProtoIcmp;
+    if (text == "icmpv6") return kIpProtoIcmpv6;
+    bool digits = !text.empty() && text.size() <= 3;
+    for (char c : text) digits = digits && c >= '0' && c <= '9';
+    if (digits && std::stoi(text) <= 255) return static_cast<uint8_t>(std::stoi(text));
+    fail(path, fmt::format("{}: {}", in_quotes(text), expected));
+}
+
+IpPrefix parse_prefix(const json& value, const std::string& path) {
+    const std::string& text = expect_string(value, path);
+    auto prefix = IpPrefix::parse(text);
+    if (!prefix) fail(path, prefix.error());
+    return *prefix;
+}
+
+PortSpan parse_span(const json& value, const std::string& path) {
+    const std::string& text = expect_string(value, path);
+    auto span = PortSpan::parse(text);
+    if (!span) fail(path, span.error());
+    return *span;
+}
+
+FirewallRule parse_rule(const json& item, const std::string& at) {
+    expect_object(item, at);
+    check_keys(item, at, {"action", "proto", "src", "dst", "src_ports", "dst_ports"});
+    FirewallRule rule;
+    rule.action = parse_choice<FirewallAction>(require(item, at, "action"), child(at, "action"),
+                                               {{"accept", FirewallAction::kAccept}, {"drop", FirewallAction::kDrop}});
+    if (const json* proto = find(item, "proto")) rule.proto = parse_ip_proto(*proto, child(at, "proto"));
+    if (const json* src = find(item, "src")) rule.src = parse_prefix(*src, child(at, "src"));
+    if (const json* dst = find(item, "dst")) rule.dst = parse_prefix(*dst, child(at, "dst"));
+    if (rule.src && rule.dst && rule.src->is_v6 != rule.dst->is_v6)
+        fail(child(at, "dst"), fmt::format("{} is {} but src {} is {}", in_quotes(item["dst"].get<std::string>()),
+                                           rule.dst->is_v6 ? "IPv6" : "IPv4", in_quotes(item["src"].get<std::string>()),
+                                           rule.src->is_v6 ? "IPv6" : "IPv4"));
+    // ICMP and ICMPv6 each exist for one IP version only; a rule mixing them could never match.
+    const std::optional<IpPrefix>& addr = rule.src ? rule.src : rule.dst;
+    if (rule.proto && addr) {
+        const char* field = rule.src ? "src" : "dst";
+        if (*rule.proto == kIpProtoIcmp && addr->is_v6)
+            fail(child(at, "proto"), fmt::format("\"icmp\" is IPv4 only but {} is IPv6 (use icmpv6)", field));
+        if (*rule.proto == kIpProtoIcmpv6 && !addr->is_v6)
+            fail(child(at, "proto"), fmt::format("\"icmpv6\" is IPv6 only but {} is IPv4 (use icmp)", field));
+    }
+    const bool ports_allowed = !rule.proto || *rule.proto == kIpProtoTcp || *rule.proto == kIpProtoUdp;
+    for (const char* key : {"src_ports", "dst_ports"}) {
+        const json* ports = find(item, key);
+        if (ports == nullptr) continue;
+        if (!ports_allowed) fail(child(at, key), "ports need proto tcp or udp");
+        (std::string(key) == "src_ports" ? rule.src_ports : rule.dst_ports) = parse_span(*ports, child(at, key));
+    }
+    return rule;
+}
+
+FirewallConfig parse_firewall(const json& value, const std::string& path) {
+    expect_object(value, path);
+    check_keys(value, path, {"default", "rules"});
+    FirewallConfig firewall;
+    if (const json* def = find(value, "default"))
+        firewall.default_action = parse_choice<FirewallAction>(
+            *def, child(path, "default"), {{"accept", FirewallAction::kAccept}, {"drop", FirewallAction::kDrop}});
+    if (const json* rules = find(value, "rules")) {
+        const std::string rules_path = child(path, "rules");
+        expect_array(*rules, rules_path);
+        for (size_t i = 0; i < rules->size(); ++i) firewall.rules.push_back(parse_rule((*rules)[i], element(rules_path, i)));
+    }
+    return firewall;
+}
+
+// Position of nlohmann's "last read byte" (1-based offset) as a 1-based line and column.
+std::pair<size_t, size_t> line_column(const std::string& text, size_t byte) {
+    const size_t pos = std::min(byte == 0 ? 0 : byte - 1, text.size());
+    size_t line = 1;
+    size_t line_start = 0;
+    for (size_t i = 0; i < pos; ++i)
+        if (text[i] == '\n') {
+            ++line;
+            line_start = i + 1;
+        }
+    return {line, pos - line_start + 1};
+}
+
+// nlohmann's message is "[json.exception.parse_error.101] parse error at line 1, column 2: <reason>".
+std::string parse_error_reason(const std::string& message) {
+    const size_t bracket = message.find(']');
+    const size_t colon = message.find(": ", bracket == std::string::npos ? 0 : bracket);
+    return colon == std::string::npos ? message : message.substr(colon + 2);
+}
+
+// Parses JSON text, refusing duplicate keys: a JSON library keeps only one of them silently.
+json parse_json_text(const std::string& text) {
+    struct Frame {
+        bool is_array;
+        size_t index;
+        std::string path;
+        std::set<std::string> keys;
+        std::string last_key;
+    };
+    std::vector<Frame> stack;
+    auto value_path = [&]() -> std::string {
+        if (stack.empty()) return kRoot;
+        const Frame& f = stack.back();
+        return f.is_array ? element(f.path, f.index) : child(f.path, f.last_key);
+    };
+    auto value_done = [&] {
+        if (!stack.empty() && stack.back().is_array) ++stack.back().index;
+    };
+    json::parser_callback_t callback = [&](int, json::parse_event_t event, json& parsed) {
+        switch (event) {
+        case json::parse_event_t::object_start:
+        case json::parse_event_t::array_start:
+            stack.push_back(Frame{event == json::parse_event_t::array_start, 0, value_path(), {}, {}});
+            break;
+        case json::parse_event_t::key: {
+            Frame& f = stack.back();
+            f.last_key = parsed.get<std::string>();
+            if (!f.keys.insert(f.last_key).second) fail(child(f.path, f.last_key), "duplicate key");
+            break;
+        }
+        case json::parse_event_t::object_end:
+        case json::parse_event_t::array_end:
+            stack.pop_back();
+            value_done();
+            break;
+        case json::parse_event_t::value:
+            value_done();
+            break;
+        }
+        return true;
+    };
+    try {
+        return json::parse(text, callback);
+    } catch (const json::parse_error& e) {
+        const auto [line, column] = line_column(text, e.byte);
+        fail(kRoot, fmt::format("invalid JSON at line {}, column {}: {}", line, column, parse_error_reason(e.what())));
+    }
+}
+
+}  // namespace
+
+Config parse_config(const json& document) {
+    if (!document.is_object()) fail(kRoot, "expected a JSON object");
+    check_keys(document, kRoot, {"eal", "shared_ip", "shared_ip6", "uplink", "host", "vms", "firewall", "unmatched"});
+    Config config;
+    DeviceNames devices;
+    std::vector<std::string> vm_names;
+    RangeChecker ranges(vm_names);
+
+    if (const json* eal = find(document, "eal")) config.eal = parse_eal(*eal, "eal");
+    config.shared_ip = parse_shared_ip(require(document, kRoot, "shared_ip"), "shared_ip");
+    if (const json* ip6 = find(document, "shared_ip6")) config.shared_ip6 = parse_shared_ip6(*ip6, "shared_ip6");
+    config.uplink = parse_uplink(require(document, kRoot, "uplink"), "uplink", devices);
+    config.host = parse_host(find(document, "host"), "host", devices, ranges);
+    if (const json* vms = find(document, "vms")) config.vms = parse_vms(*vms, "vms", devices, vm_names, ranges);
+    if (const json* firewall = find(document, "firewall")) config.firewall = parse_firewall(*firewall, "firewall");
+    if (const json* unmatched = find(document, "unmatched"))
+        config.unmatched = parse_choice<UnmatchedPolicy>(
+            *unmatched, "unmatched",
+            {{"host", UnmatchedPolicy::kHost}, {"drop", UnmatchedPolicy::kDrop}, {"reject", UnmatchedPolicy::kReject}});
+    return config;
+}
+
+Config load_config_file(const std::string& file) {
+    std::FILE* f = std::fopen(file.c_str(), "rb");
+    if (f == nullptr) fail(kRoot, std::string("cannot read: ") + std::strerror(errno));
+    std::string text;
+    char buf[65536];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+    const int read_errno = std::ferror(f) ? errno : 0;
+    std::fclose(f);
+    if (read_errno != 0) fail(kRoot, std::string("cannot read: ") + std::strerror(read_errno));
+    return parse_config(parse_json_text(text));
+}
+
+const char* to_string(UnmatchedPolicy policy) {
+    switch (policy) {
+    case UnmatchedPolicy::kHost: return "host";
+    case UnmatchedPolicy::kDrop: return "drop";
+    case UnmatchedPolicy::kReject: return "reject";
+    }
+    return "?";
+}
+
+const char* to_string(FirewallAction action) { return action == FirewallAction::kDrop ? "drop" : "accept"; }
+
+const char* to_string(VhostMode mode) { return mode == VhostMode::kServer ? "server" : "client"; }
+
+std::string ip_proto_to_string(uint8_t proto) {
+    switch (proto) {
+    case kIpProtoTcp: return "tcp";
+    case kIpProtoUdp: return "udp";
+    case kIpProtoIcmp: return "icmp";
+    case kIpProtoIcmpv6: return "icmpv6";
+    default: return std::to_string(proto);
+    }
+}
+
+}  // namespace portmux
