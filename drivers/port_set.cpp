@@ -1,1 +1,210 @@
-// placeholder
+// Opening every port from the configuration, sizing the mbuf pools, and planning the workers' queues.
+#include "port_set.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include "core/log.hpp"
+#include "core/startup_error.hpp"
+#include "ethdev.hpp"
+#include "vhost_user.hpp"
+
+namespace portmux {
+namespace {
+
+constexpr unsigned kDescriptorsPerQueue = 1024;
+constexpr unsigned kMempoolCache = 256;
+constexpr unsigned kHandoffRingSize = 1024;
+// Fragments held for reassembly per worker, plus copies and answers in flight.
+constexpr unsigned kPerWorkerSpare = 4096 * 2 + 4 * kBurstSize;
+
+std::string port_label(const Port& port) {
+    return port.role == PortRole::kVm ? fmt::format("VM \"{}\"", port.name) : port.name;
+}
+
+}  // namespace
+
+PortSet::PortSet(const Config& config, unsigned workers) : workers_(std::max(1u, workers)) {
+    Port uplink;
+    uplink.name = "uplink";
+    uplink.role = PortRole::kUplink;
+    uplink.devargs = config.uplink.device;
+    ports_.push_back(uplink);
+
+    Port host;
+    host.name = "host";
+    host.role = PortRole::kHost;
+    host.devargs = config.host.device;
+    host.owner = kHostOwner;
+    ports_.push_back(host);
+
+    for (size_t i = 0; i < config.vms.size(); ++i) {
+        const VmConfig& vm = config.vms[i];
+        Port port;
+        port.name = vm.name;
+        port.role = PortRole::kVm;
+        port.owner = vm_owner_id(i);
+        port.mac = vm.mac;
+        port.is_vhost = !vm.vhost.empty();
+        port.vhost_path = vm.vhost;
+        port.vhost_mode = vm.vhost_mode;
+        if (port.is_vhost) {
+            prepare_vhost_socket(vm);
+            port.devargs = vhost_devargs(vm);
+        } else {
+            port.devargs = vm.device;
+        }
+        ports_.push_back(port);
+    }
+    for (size_t i = 0; i < ports_.size(); ++i) ports_[i].index = static_cast<uint16_t>(i);
+
+    try {
+        // Probe everything first: queue counts depend on what each device supports, and the pool size on
+        // the queue counts.
+        for (Port& port : ports_) {
+            try {
+                port.eth_port = probe_ethdev(port.devargs);
+            } catch (const StartupError& e) {
+                throw StartupError(fmt::format("{}: {}", port_label(port), e.what()));
+            }
+            for (const Port& other : ports_)
+                if (other.probed && other.eth_port == port.eth_port)
+                    throw StartupError(fmt::format("{}: device \"{}\" is already used by {}", port_label(port),
+                                                   port.devargs, port_label(other)));
+            port.probed = true;
+            EthdevLimits limits = query_ethdev(port.eth_port);
+            bool rss = port.role == PortRole::kUplink && workers_ > 1 && limits.max_rx_queues >= workers_;
+            port.rx_queues = static_cast<uint16_t>(rss ? workers_ : 1);
+            // vhost-user: the guest decides how many queue pairs it enables, so use one and hand packets to
+            // its owner; other devices get a tx queue per worker when they have enough.
+            bool per_worker_tx = !port.is_vhost && limits.max_tx_queues >= workers_;
+            port.tx_queues = static_cast<uint16_t>(per_worker_tx ? workers_ : 1);
+        }
+
+        unsigned mbufs = 0;
+        for (const Port& port : ports_) mbufs += (port.rx_queues + port.tx_queues) * kDescriptorsPerQueue;
+        for (const Port& port : ports_)
+            if (port.tx_queues < workers_) mbufs += (workers_ - 1) * kHandoffRingSize;
+        mbufs += workers_ * (kPerWorkerSpare + static_cast<unsigned>(ports_.size()) * kBurstSize);
+        mbufs += rte_lcore_count() * kMempoolCache * 2;
+        int socket = static_cast<int>(rte_socket_id());
+        pool_ = rte_pktmbuf_pool_create("pmx_mbufs", mbufs, kMempoolCache, 0, RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+        if (pool_ == nullptr)
+            throw StartupError(fmt::format("cannot allocate {} mbufs: {} (reserve more hugepages, or give the EAL "
+                                           "more memory with -m)",
+                                           mbufs, rte_strerror(rte_errno)));
+        indirect_pool_ = rte_pktmbuf_pool_create("pmx_indirect", 8192, kMempoolCache, 0, 0, socket);
+        if (indirect_pool_ == nullptr)
+            throw StartupError(fmt::format("cannot allocate indirect mbufs: {}", rte_strerror(rte_errno)));
+        PMX_LOG_INFO("mbuf pool: {} mbufs of {} bytes", mbufs, RTE_MBUF_DEFAULT_BUF_SIZE);
+
+        // The uplink keeps its own MAC unless the configuration sets one; the host port always carries the
+        // uplink's MAC, so the host's own frames and its ARP answers leave the uplink unchanged.
+        Port& up = ports_[kUplinkPortIndex];
+        if (config.uplink.mac) {
+            rte_ether_addr mac;
+            std::copy(config.uplink.mac->bytes.begin(), config.uplink.mac->bytes.end(), mac.addr_bytes);
+            int rc = rte_eth_dev_default_mac_addr_set(up.eth_port, &mac);
+            // A device that cannot change its MAC (a capture file, some virtual devices) still works: portmux
+            // writes the configured MAC into every frame it sends, and the peer learns it from them.
+            if (rc == -ENOTSUP)
+                PMX_LOG_WARN("uplink: the device cannot change its MAC; frames are sent from {} anyway",
+                             config.uplink.mac->to_string());
+            else if (rc != 0)
+                throw StartupError(fmt::format("uplink: cannot set MAC {}: {}", config.uplink.mac->to_string(),
+                                               rte_strerror(-rc)));
+            up.mac = *config.uplink.mac;
+        } else {
+            rte_ether_addr device_mac;
+            rte_eth_macaddr_get(up.eth_port, &device_mac);
+            std::copy(std::begin(device_mac.addr_bytes), std::end(device_mac.addr_bytes), up.mac.bytes.begin());
+        }
+        rte_ether_addr up_mac;
+        std::copy(up.mac.bytes.begin(), up.mac.bytes.end(), up_mac.addr_bytes);
+        Port& host_port = ports_[kHostPortIndex];
+        int rc = rte_eth_dev_default_mac_addr_set(host_port.eth_port, &up_mac);
+        if (rc != 0 && rc != -ENOTSUP)
+            PMX_LOG_WARN("host port: cannot give it the uplink MAC {}: {}", up.mac.to_string(), rte_strerror(-rc));
+        host_port.mac = up.mac;
+
+        for (Port& port : ports_) open_port(port);
+        // The uplink must see broadcast and multicast (ARP, neighbour discovery).
+        rte_eth_allmulticast_enable(up.eth_port);
+    } catch (...) {
+        close();
+        throw;
+    }
+}
+
+PortSet::~PortSet() {
+    close();
+    for (rte_ring* ring : rings_) rte_ring_free(ring);
+    rte_mempool_free(indirect_pool_);
+    rte_mempool_free(pool_);
+}
+
+void PortSet::open_port(Port& port) {
+    configure_and_start_ethdev(port.eth_port, port_label(port), port.rx_queues, port.tx_queues, pool_);
+    PMX_LOG_INFO("{}: port {} ({}), {} rx / {} tx queues", port_label(port), port.eth_port, port.devargs,
+                 port.rx_queues, port.tx_queues);
+}
+
+std::vector<WorkerSetup> PortSet::plan_workers() {
+    std::vector<WorkerSetup> setups(workers_);
+    for (unsigned w = 0; w < workers_; ++w) {
+        setups[w].worker_id = w;
+        setups[w].tx.resize(ports_.size());
+    }
+    unsigned next_worker = 0;
+    for (const Port& port : ports_) {
+        unsigned rx_owner = next_worker;
+        if (port.rx_queues == workers_ && workers_ > 1) {
+            for (unsigned q = 0; q < port.rx_queues; ++q)
+                setups[q].rx.push_back({port.index, port.eth_port, static_cast<uint16_t>(q)});
+            rx_owner = 0;
+        } else {
+            setups[rx_owner].rx.push_back({port.index, port.eth_port, 0});
+            next_worker = (next_worker + 1) % workers_;
+        }
+        for (unsigned w = 0; w < workers_; ++w) {
+            TxRoute& route = setups[w].tx[port.index];
+            route.eth_port = port.eth_port;
+            if (port.tx_queues == workers_) {
+                route.queue = static_cast<uint16_t>(w);
+            } else if (w == rx_owner) {
+                route.queue = 0;
+            } else {
+                std::string name = fmt::format("pmx_h{}_{}", w, port.index);
+                rte_ring* ring = rte_ring_create(name.c_str(), kHandoffRingSize, static_cast<int>(rte_socket_id()),
+                                                 RING_F_SP_ENQ | RING_F_SC_DEQ);
+                if (ring == nullptr)
+                    throw StartupError(fmt::format("cannot create handoff ring {}: {}", name, rte_strerror(rte_errno)));
+                rings_.push_back(ring);
+                route.handoff = ring;
+                setups[rx_owner].handoff_in.push_back({ring, port.index});
+            }
+        }
+    }
+    return setups;
+}
+
+bool PortSet::link_up(uint16_t index) const {
+    rte_eth_link link{};
+    if (rte_eth_link_get_nowait(ports_[index].eth_port, &link) != 0) return false;
+    return link.link_status == RTE_ETH_LINK_UP;
+}
+
+void PortSet::close() {
+    if (closed_) return;
+    closed_ = true;
+    for (const Port& port : ports_)
+        if (port.probed) stop_and_close_ethdev(port.eth_port);
+}
+
+}  // namespace portmux

@@ -1,1 +1,18 @@
-// placeholder
+// Summing the per-worker counters.
+#include "control/stats.hpp"
+
+namespace portmux {
+
+CounterTotals sum_counters(const std::vector<const WorkerCounters*>& workers, size_t port_count) {
+    CounterTotals totals;
+    totals.ports.resize(port_count);
+    for (const WorkerCounters* w : workers) {
+        for (size_t c = 0; c < kSwitchCounterCount; ++c)
+            totals.switch_counters[c] += w->read(static_cast<SwitchCounter>(c));
+        for (size_t p = 0; p < port_count && p < w->port_count(); ++p)
+            for (size_t c = 0; c < kPortCounterCount; ++c) totals.ports[p][c] += w->read(p, static_cast<PortCounter>(c));
+    }
+    return totals;
+}
+
+}  // namespace portmux

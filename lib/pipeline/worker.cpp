@@ -1,1 +1,442 @@
-// placeholder
+// The worker loop and the order of the stages: rx -> parse -> plan -> (reassemble) -> firewall ->
+// TCP/UDP check and range lookup -> rewrite -> tx. See docs/architecture.md for the picture.
+#include "pipeline/worker.hpp"
+
+#include <cstring>
+#include <stdexcept>
+
+#include <rte_cycles.h>
+#include <rte_ether.h>
+#include <rte_ethdev.h>
+#include <rte_ip.h>
+#include <rte_ip_frag.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+#include <rte_prefetch.h>
+#include <rte_rcu_qsbr.h>
+#include <rte_ring.h>
+
+#include "pipeline/ingress_decision.hpp"
+#include "pipeline/parse.hpp"
+#include "pipeline/reject.hpp"
+#include "pipeline/vm_egress.hpp"
+
+namespace portmux {
+namespace {
+
+// Headers are parsed from at most this many bytes; a chained mbuf whose first segment is shorter is
+// linearised into a scratch buffer of this size first.
+constexpr uint32_t kParseWindow = 256;
+// Fragment reassembly: datagrams in flight per worker, and how long an incomplete one is kept.
+constexpr uint32_t kFragBuckets = 1024;
+constexpr uint32_t kFragBucketEntries = 8;
+constexpr uint32_t kFragMaxFlows = 4096;
+constexpr uint64_t kFragTimeoutMs = 2000;
+// A reassembled datagram split again for a port yields at most this many fragments.
+constexpr uint16_t kMaxRefragments = 64;
+
+}  // namespace
+
+Worker::Worker(WorkerSetup setup, const WorkerShared& shared)
+    : setup_(std::move(setup)),
+      shared_(shared),
+      counters_(std::make_unique<WorkerCounters>(shared.port_count)),
+      tx_buffers_(shared.port_count),
+      pending_(std::make_unique<uint16_t[]>(shared.port_count)),
+      death_row_(std::make_unique<rte_ip_frag_death_row>()) {
+    std::memset(death_row_.get(), 0, sizeof(rte_ip_frag_death_row));
+    uint64_t hz = rte_get_tsc_hz();
+    uint64_t timeout_cycles = (hz + 999) / 1000 * kFragTimeoutMs;
+    frag_table_ = rte_ip_frag_table_create(kFragBuckets, kFragBucketEntries, kFragMaxFlows, timeout_cycles,
+                                           static_cast<int>(rte_socket_id()));
+    if (frag_table_ == nullptr) throw std::runtime_error("cannot allocate the fragment reassembly table");
+    expiry_interval_ = hz / 100;  // look for expired datagrams every 10 ms
+}
+
+Worker::~Worker() {
+    if (frag_table_ != nullptr) rte_ip_frag_table_destroy(frag_table_);
+}
+
+int Worker::lcore_main(void* worker) { return static_cast<Worker*>(worker)->run(); }
+
+int Worker::run() {
+    rte_rcu_qsbr* rcu = shared_.snapshots->rcu();
+    const unsigned id = setup_.worker_id;
+    rte_rcu_qsbr_thread_register(rcu, id);
+    rte_rcu_qsbr_thread_online(rcu, id);
+
+    rte_mbuf* pkts[kBurstSize];
+    while (!shared_.stop->load(std::memory_order_relaxed)) {
+        // One snapshot for the whole iteration: every packet of a burst sees the same tables.
+        const Snapshot* snap = shared_.snapshots->current();
+        for (const RxPoll& poll : setup_.rx) {
+            uint16_t n = rte_eth_rx_burst(poll.eth_port, poll.queue, pkts, kBurstSize);
+            if (n == 0) continue;
+            uint64_t bytes = 0;
+            for (uint16_t i = 0; i < n; ++i) bytes += rte_pktmbuf_pkt_len(pkts[i]);
+            counters_->add(poll.port_index, PortCounter::rx_packets, n);
+            counters_->add(poll.port_index, PortCounter::rx_bytes, bytes);
+            switch (role_of_port(poll.port_index)) {
+                case PortRole::kUplink: handle_uplink(*snap, pkts, n); break;
+                case PortRole::kHost: handle_host(pkts, n); break;
+                case PortRole::kVm: handle_vm(*snap, poll.port_index, pkts, n); break;
+            }
+        }
+        drain_handoffs();
+        flush_all();
+        rte_ip_frag_free_death_row(death_row_.get(), 3);
+        uint64_t now = rte_rdtsc();
+        if (now >= next_expiry_check_) {
+            rte_ip_frag_table_del_expired_entries(frag_table_, death_row_.get(), now);
+            rte_ip_frag_free_death_row(death_row_.get(), 3);
+            next_expiry_check_ = now + expiry_interval_;
+        }
+        // The snapshot loaded above is no longer used: the control side may free it once every worker
+        // has passed this point.
+        rte_rcu_qsbr_quiescent(rcu, id);
+    }
+
+    flush_all();
+    rte_rcu_qsbr_thread_offline(rcu, id);
+    rte_rcu_qsbr_thread_unregister(rcu, id);
+    return 0;
+}
+
+ParsedFrame Worker::parse(rte_mbuf* m, uint8_t* scratch) const {
+    uint32_t frame_len = rte_pktmbuf_pkt_len(m);
+    uint32_t available = rte_pktmbuf_data_len(m);
+    const uint8_t* data = rte_pktmbuf_mtod(m, const uint8_t*);
+    if (available < frame_len && available < kParseWindow) {
+        uint32_t want = frame_len < kParseWindow ? frame_len : kParseWindow;
+        const void* copy = rte_pktmbuf_read(m, 0, want, scratch);
+        if (copy != nullptr) {
+            data = static_cast<const uint8_t*>(copy);
+            available = want;
+        }
+    }
+    return parse_frame(data, available, frame_len);
+}
+
+// Uplink to inside: plan every frame, classify the ones for a shared address with the firewall in one
+// call per address family, then deliver in arrival order.
+void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
+    ParsedFrame parsed[kBurstSize];
+    rte_mbuf* fw_pkts[kBurstSize];
+    uint16_t fw_index[kBurstSize];  // index into parsed[]
+    bool fw_reassembled[kBurstSize];
+    uint16_t fw_count = 0;
+    alignas(8) uint8_t scratch[kParseWindow];
+    const uint64_t now = rte_rdtsc();
+
+    for (uint16_t i = 0; i < n; ++i) {
+        if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void*));
+        rte_mbuf* m = pkts[i];
+        parsed[i] = parse(m, scratch);
+        UplinkPlan plan = plan_uplink_frame(parsed[i], snap.shared);
+        bool reassembled = false;
+        if (plan.step == UplinkStep::kReassemble) {
+            m = reassemble(m, parsed[i], now);
+            if (m == nullptr) continue;  // held until its other fragments arrive (or dropped and counted)
+            counters_->add(SwitchCounter::reassembled);
+            reassembled = true;
+            parsed[i] = parse(m, scratch);
+            plan = plan_uplink_frame(parsed[i], snap.shared);
+            if (plan.step == UplinkStep::kReassemble) plan = {UplinkStep::kDrop, SwitchCounter::drop_fragment};
+        }
+        switch (plan.step) {
+            case UplinkStep::kToHost:
+                counters_->add(SwitchCounter::to_host);
+                send(kHostPortIndex, m);
+                break;
+            case UplinkStep::kFlood: flood(snap, m); break;
+            case UplinkStep::kDrop: drop(m, plan.drop_reason); break;
+            case UplinkStep::kReassemble:  // handled above
+            case UplinkStep::kFirewall:
+                fw_pkts[fw_count] = m;
+                fw_index[fw_count] = i;
+                fw_reassembled[fw_count] = reassembled;
+                ++fw_count;
+                break;
+        }
+    }
+    if (fw_count == 0) return;
+
+    // The firewall, once per address family for the whole burst.
+    const FlowKey4* keys4[kBurstSize];
+    const FlowKey6* keys6[kBurstSize];
+    uint16_t slot4[kBurstSize], slot6[kBurstSize];
+    uint16_t n4 = 0, n6 = 0;
+    for (uint16_t k = 0; k < fw_count; ++k) {
+        const ParsedFrame& p = parsed[fw_index[k]];
+        if (p.kind == FrameKind::kIpv4) {
+            keys4[n4] = &p.key.v4;
+            slot4[n4++] = k;
+        } else {
+            keys6[n6] = &p.key.v6;
+            slot6[n6++] = k;
+        }
+    }
+    bool drop4[kBurstSize], drop6[kBurstSize], fw_drop[kBurstSize];
+    if (n4 != 0) snap.firewall->classify_v4(keys4, drop4, n4);
+    if (n6 != 0) snap.firewall->classify_v6(keys6, drop6, n6);
+    for (uint16_t j = 0; j < n4; ++j) fw_drop[slot4[j]] = drop4[j];
+    for (uint16_t j = 0; j < n6; ++j) fw_drop[slot6[j]] = drop6[j];
+
+    for (uint16_t k = 0; k < fw_count; ++k) {
+        if (fw_drop[k]) {
+            drop(fw_pkts[k], SwitchCounter::drop_firewall);
+            continue;
+        }
+        deliver(snap, fw_pkts[k], parsed[fw_index[k]], fw_reassembled[k]);
+    }
+}
+
+void Worker::deliver(const Snapshot& snap, rte_mbuf* m, const ParsedFrame& parsed, bool reassembled) {
+    DeliveryDecision decision = decide_delivery(parsed, *snap.table, snap.owners.data(), snap.unmatched);
+    switch (decision.delivery) {
+        case Delivery::kVm: {
+            const OwnerTarget& target = snap.owners[decision.owner];
+            auto* eth = rte_pktmbuf_mtod(m, rte_ether_hdr*);
+            std::memcpy(&eth->dst_addr, target.mac.bytes.data(), RTE_ETHER_ADDR_LEN);
+            counters_->add(SwitchCounter::to_vm);
+            send_datagram(target.port, m, parsed, reassembled);
+            break;
+        }
+        case Delivery::kHost:
+            counters_->add(SwitchCounter::to_host);
+            send_datagram(kHostPortIndex, m, parsed, reassembled);
+            break;
+        case Delivery::kDrop:
+            if (decision.drop_reason == SwitchCounter::drop_vm_disabled && decision.owner != kNoOwner)
+                counters_->add(snap.owners[decision.owner].port, PortCounter::dropped_disabled);
+            drop(m, decision.drop_reason);
+            break;
+        case Delivery::kReject: reject(m, parsed); break;
+    }
+}
+
+// ARP replies, gratuitous ARP and neighbour advertisements: every VM must be able to resolve its gateway,
+// so each VM gets a copy (addressed to its own MAC when the original was unicast to the uplink) and the
+// host the original.
+void Worker::flood(const Snapshot& snap, rte_mbuf* m) {
+    counters_->add(SwitchCounter::flooded);
+    auto* eth = rte_pktmbuf_mtod(m, rte_ether_hdr*);
+    const bool to_uplink = std::memcmp(&eth->dst_addr, shared_.uplink_mac.bytes.data(), RTE_ETHER_ADDR_LEN) == 0;
+    for (size_t owner = kFirstVmOwner; owner < snap.owners.size(); ++owner) {
+        const OwnerTarget& target = snap.owners[owner];
+        if (target.kind != OwnerKind::kVm) continue;
+        rte_mbuf* copy = rte_pktmbuf_copy(m, shared_.pool, 0, UINT32_MAX);
+        if (copy == nullptr) {
+            counters_->add(SwitchCounter::drop_no_mbuf);
+            continue;
+        }
+        if (to_uplink) {
+            auto* copy_eth = rte_pktmbuf_mtod(copy, rte_ether_hdr*);
+            std::memcpy(&copy_eth->dst_addr, target.mac.bytes.data(), RTE_ETHER_ADDR_LEN);
+        }
+        send(target.port, copy);
+    }
+    send(kHostPortIndex, m);
+}
+
+void Worker::reject(rte_mbuf* m, const ParsedFrame& parsed) {
+    rte_mbuf* answer = rte_pktmbuf_alloc(shared_.pool);
+    if (answer == nullptr) {
+        counters_->add(SwitchCounter::drop_no_mbuf);
+        rte_pktmbuf_free(m);
+        return;
+    }
+    uint8_t* out = rte_pktmbuf_mtod(answer, uint8_t*);
+    uint32_t length = build_reject(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m), parsed,
+                                   shared_.uplink_mac, out, rte_pktmbuf_tailroom(answer));
+    rte_pktmbuf_free(m);
+    if (length == 0) {
+        // Nothing may be answered (a RST, a broadcast source...): the packet is simply dropped.
+        rte_pktmbuf_free(answer);
+        counters_->add(SwitchCounter::drop_unmatched);
+        return;
+    }
+    answer->data_len = static_cast<uint16_t>(length);
+    answer->pkt_len = length;
+    counters_->add(SwitchCounter::rejected);
+    send(kUplinkPortIndex, answer);
+}
+
+rte_mbuf* Worker::reassemble(rte_mbuf* m, const ParsedFrame& parsed, uint64_t now) {
+    // rte_ip_frag needs the IP header (and IPv6's fragment header) in the first segment.
+    if (rte_pktmbuf_data_len(m) < parsed.l3_offset + sizeof(rte_ipv6_hdr) + sizeof(rte_ipv6_fragment_ext)) {
+        if (parsed.kind != FrameKind::kIpv4 || rte_pktmbuf_data_len(m) < parsed.l3_offset + sizeof(rte_ipv4_hdr)) {
+            drop(m, SwitchCounter::drop_fragment);
+            return nullptr;
+        }
+    }
+    m->l2_len = parsed.l3_offset;
+    rte_mbuf* whole = nullptr;
+    if (parsed.kind == FrameKind::kIpv4) {
+        auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, parsed.l3_offset);
+        m->l3_len = static_cast<uint16_t>((ip->version_ihl & 0x0f) * 4);
+        whole = rte_ipv4_frag_reassemble_packet(frag_table_, death_row_.get(), m, now, ip);
+        if (whole != nullptr) {
+            auto* whole_ip = rte_pktmbuf_mtod_offset(whole, rte_ipv4_hdr*, whole->l2_len);
+            whole_ip->hdr_checksum = 0;
+            whole_ip->hdr_checksum = rte_ipv4_cksum(whole_ip);
+        }
+    } else {
+        auto* ip6 = rte_pktmbuf_mtod_offset(m, rte_ipv6_hdr*, parsed.l3_offset);
+        rte_ipv6_fragment_ext* frag = rte_ipv6_frag_get_ipv6_fragment_header(ip6);
+        if (frag == nullptr) {
+            // Extension headers before the fragment header: rte_ip_frag only reassembles the plain case.
+            drop(m, SwitchCounter::drop_fragment);
+            return nullptr;
+        }
+        m->l3_len = sizeof(rte_ipv6_hdr) + sizeof(rte_ipv6_fragment_ext);
+        whole = rte_ipv6_frag_reassemble_packet(frag_table_, death_row_.get(), m, now, ip6, frag);
+    }
+    if (whole == nullptr) counters_->add(SwitchCounter::fragments_held);
+    return whole;
+}
+
+// Sends an IP datagram to a VM or the host; a reassembled datagram larger than the MTU leaves as fragments
+// again, so the receiver sees what the sender sent.
+void Worker::send_datagram(uint16_t port_index, rte_mbuf* m, const ParsedFrame& parsed, bool reassembled) {
+    uint32_t ip_length = rte_pktmbuf_pkt_len(m) - parsed.l3_offset;
+    if (!reassembled || ip_length <= shared_.mtu) {
+        send(port_index, m);
+        return;
+    }
+    rte_ether_hdr eth;
+    std::memcpy(&eth, rte_pktmbuf_mtod(m, const void*), sizeof(eth));
+    const uint16_t l2_len = parsed.l3_offset;
+    if (l2_len != sizeof(rte_ether_hdr)) {
+        drop(m, SwitchCounter::drop_fragment);
+        return;
+    }
+    rte_pktmbuf_adj(m, l2_len);
+    rte_mbuf* frags[kMaxRefragments];
+    int32_t count = parsed.kind == FrameKind::kIpv4
+                        ? rte_ipv4_fragment_packet(m, frags, kMaxRefragments, shared_.mtu, shared_.pool,
+                                                   shared_.indirect_pool)
+                        : rte_ipv6_fragment_packet(m, frags, kMaxRefragments, shared_.mtu, shared_.pool,
+                                                   shared_.indirect_pool);
+    rte_pktmbuf_free(m);
+    if (count <= 0) {
+        counters_->add(SwitchCounter::drop_fragment);
+        return;
+    }
+    for (int32_t f = 0; f < count; ++f) {
+        rte_mbuf* frag = frags[f];
+        auto* frag_eth = reinterpret_cast<rte_ether_hdr*>(rte_pktmbuf_prepend(frag, sizeof(rte_ether_hdr)));
+        if (frag_eth == nullptr) {
+            rte_pktmbuf_free(frag);
+            counters_->add(SwitchCounter::drop_fragment);
+            continue;
+        }
+        std::memcpy(frag_eth, &eth, sizeof(eth));
+        if (parsed.kind == FrameKind::kIpv4) {
+            auto* ip = reinterpret_cast<rte_ipv4_hdr*>(frag_eth + 1);
+            ip->hdr_checksum = 0;
+            ip->hdr_checksum = rte_ipv4_cksum(ip);
+        }
+        send(port_index, frag);
+    }
+}
+
+// From the host kernel: forwarded unchanged.
+void Worker::handle_host(rte_mbuf** pkts, uint16_t n) {
+    counters_->add(SwitchCounter::to_uplink_from_host, n);
+    for (uint16_t i = 0; i < n; ++i) send(kUplinkPortIndex, pkts[i]);
+}
+
+// From a VM: the egress checks, then the VM's frame is made to look like the uplink's own.
+void Worker::handle_vm(const Snapshot& snap, uint16_t port_index, rte_mbuf** pkts, uint16_t n) {
+    const OwnerId self = vm_owner_id(port_index - kFirstVmPortIndex);
+    const bool enabled = self < snap.owners.size() && snap.owners[self].enabled;
+    if (!enabled) {
+        counters_->add(port_index, PortCounter::dropped_disabled, n);
+        for (uint16_t i = 0; i < n; ++i) drop(pkts[i], SwitchCounter::drop_vm_disabled);
+        return;
+    }
+    alignas(8) uint8_t scratch[kParseWindow];
+    for (uint16_t i = 0; i < n; ++i) {
+        if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void*));
+        rte_mbuf* m = pkts[i];
+        ParsedFrame parsed = parse(m, scratch);
+        EgressDecision decision = check_vm_egress(parsed, snap.shared, *snap.table, self);
+        if (!decision.forward) {
+            counters_->add(port_index, PortCounter::dropped_spoof);
+            drop(m, decision.drop_reason);
+            continue;
+        }
+        // The rewrite touches only headers; they must be contiguous (they are, but for exotic chains).
+        if (rte_pktmbuf_data_len(m) < rte_pktmbuf_pkt_len(m) && rte_pktmbuf_data_len(m) < kParseWindow &&
+            rte_pktmbuf_linearize(m) != 0) {
+            drop(m, SwitchCounter::drop_malformed);
+            continue;
+        }
+        rewrite_vm_egress(rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m), parsed, shared_.uplink_mac);
+        counters_->add(SwitchCounter::to_uplink_from_vm);
+        send(kUplinkPortIndex, m);
+    }
+}
+
+void Worker::drain_handoffs() {
+    rte_mbuf* pkts[kBurstSize];
+    for (const HandoffIn& in : setup_.handoff_in) {
+        unsigned n = rte_ring_sc_dequeue_burst(in.ring, reinterpret_cast<void**>(pkts), kBurstSize, nullptr);
+        for (unsigned i = 0; i < n; ++i) send(in.port_index, pkts[i]);
+    }
+}
+
+void Worker::send(uint16_t port_index, rte_mbuf* m) {
+    TxBuffer& buffer = tx_buffers_[port_index];
+    if (buffer.count == 0 && !buffer.pending) {
+        buffer.pending = true;
+        pending_[pending_count_++] = port_index;
+    }
+    buffer.pkts[buffer.count++] = m;
+    if (buffer.count == kBurstSize) flush(port_index);
+}
+
+void Worker::flush(uint16_t port_index) {
+    TxBuffer& buffer = tx_buffers_[port_index];
+    if (buffer.count == 0) return;
+    const TxRoute& route = setup_.tx[port_index];
+    uint16_t sent;
+    if (route.handoff != nullptr) {
+        sent = static_cast<uint16_t>(
+            rte_ring_sp_enqueue_burst(route.handoff, reinterpret_cast<void**>(buffer.pkts), buffer.count, nullptr));
+    } else {
+        uint64_t bytes = 0;
+        for (uint16_t i = 0; i < buffer.count; ++i) bytes += rte_pktmbuf_pkt_len(buffer.pkts[i]);
+        sent = rte_eth_tx_burst(route.eth_port, route.queue, buffer.pkts, buffer.count);
+        for (uint16_t i = sent; i < buffer.count; ++i) bytes -= rte_pktmbuf_pkt_len(buffer.pkts[i]);
+        counters_->add(port_index, PortCounter::tx_packets, sent);
+        counters_->add(port_index, PortCounter::tx_bytes, bytes);
+    }
+    if (sent < buffer.count) {
+        // Queue full or port down (a VM not connected): never queue without bound, count and free.
+        uint16_t unsent = static_cast<uint16_t>(buffer.count - sent);
+        counters_->add(port_index, PortCounter::tx_dropped, unsent);
+        counters_->add(SwitchCounter::drop_tx, unsent);
+        rte_pktmbuf_free_bulk(buffer.pkts + sent, unsent);
+    }
+    buffer.count = 0;
+}
+
+// Only the ports written to since the last flush: the loop's cost does not grow with the number of VMs.
+void Worker::flush_all() {
+    for (uint16_t i = 0; i < pending_count_; ++i) {
+        uint16_t port_index = pending_[i];
+        flush(port_index);
+        tx_buffers_[port_index].pending = false;
+    }
+    pending_count_ = 0;
+}
+
+void Worker::drop(rte_mbuf* m, SwitchCounter reason) {
+    counters_->add(reason);
+    rte_pktmbuf_free(m);
+}
+
+}  // namespace portmux

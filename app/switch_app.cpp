@@ -1,0 +1,150 @@
+// Wiring of the running switch. Owns nothing clever: every piece lives in lib/ or drivers/.
+#include "switch_app.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_pdump.h>
+
+#include "control/stats.hpp"
+#include "control/switch_state.hpp"
+#include "control/telemetry.hpp"
+#include "core/log.hpp"
+#include "core/startup_error.hpp"
+#include "pipeline/worker.hpp"
+#include "port_set.hpp"
+
+namespace portmux {
+namespace {
+
+std::atomic<bool> g_stop{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "the signal handler needs a lock-free flag");
+
+void on_signal(int) { g_stop.store(true); }
+
+void install_signal_handlers() {
+    struct sigaction action{};
+    action.sa_handler = on_signal;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, nullptr);
+    sigaction(SIGTERM, &action, nullptr);
+}
+
+void init_eal(const CommandLine& command_line, const Config& config) {
+    // The configuration's "eal" first, so the command line can override it.
+    std::vector<std::string> args{"portmux"};
+    args.insert(args.end(), config.eal.begin(), config.eal.end());
+    args.insert(args.end(), command_line.eal_args.begin(), command_line.eal_args.end());
+    std::vector<char*> argv;
+    for (std::string& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    // rte_eal_init permutes argv; `args` keeps the strings alive for the life of the call.
+    if (rte_eal_init(static_cast<int>(args.size()), argv.data()) < 0)
+        throw StartupError(fmt::format("cannot initialise DPDK (EAL): {}", rte_strerror(rte_errno)));
+}
+
+void log_totals(const CounterTotals& totals, const std::vector<Port>& ports) {
+    for (const Port& port : ports)
+        PMX_LOG_INFO("{} {}: rx {} tx {} tx_dropped {}", to_string(port.role), port.name,
+                     totals.get(port.index, PortCounter::rx_packets), totals.get(port.index, PortCounter::tx_packets),
+                     totals.get(port.index, PortCounter::tx_dropped));
+    for (size_t c = 0; c < kSwitchCounterCount; ++c)
+        if (totals.switch_counters[c] != 0)
+            PMX_LOG_INFO("{}: {}", counter_name(static_cast<SwitchCounter>(c)), totals.switch_counters[c]);
+}
+
+// Control-side objects that telemetry callbacks may still reach while the process exits: they live
+// until the process ends, reachable from here.
+struct ProcessLifetime {
+    std::unique_ptr<SnapshotPublisher> publisher;
+    std::unique_ptr<SwitchState> state;
+    std::unique_ptr<ControlContext> control;
+};
+ProcessLifetime* g_lifetime = nullptr;
+
+}  // namespace
+
+int run_switch(const CommandLine& command_line, const Config& config) {
+    std::unique_ptr<PortSet> ports;
+    std::vector<std::unique_ptr<Worker>> workers;
+    std::vector<unsigned> worker_lcores;
+    try {
+        init_eal(command_line, config);
+        log_init();
+        unsigned lcore;
+        RTE_LCORE_FOREACH_WORKER(lcore) worker_lcores.push_back(lcore);
+        if (worker_lcores.empty())
+            throw StartupError("needs at least two lcores, one for control and one or more workers (EAL -l 0-1, "
+                               "or --lcores 0@0,1@1)");
+        if (rte_pdump_init() != 0)
+            PMX_LOG_WARN("packet capture (dpdk-dumpcap) is unavailable: {}", rte_strerror(rte_errno));
+
+        ports = std::make_unique<PortSet>(config, static_cast<unsigned>(worker_lcores.size()));
+
+        g_lifetime = new ProcessLifetime();
+        g_lifetime->publisher = std::make_unique<SnapshotPublisher>(static_cast<unsigned>(worker_lcores.size()));
+        g_lifetime->state = std::make_unique<SwitchState>(config, *g_lifetime->publisher);
+        g_lifetime->state->publish_initial();
+
+        WorkerShared shared;
+        shared.snapshots = g_lifetime->publisher.get();
+        shared.stop = &g_stop;
+        shared.pool = ports->pool();
+        shared.indirect_pool = ports->indirect_pool();
+        shared.uplink_mac = ports->uplink().mac;
+        shared.port_count = static_cast<uint16_t>(ports->ports().size());
+        for (WorkerSetup& setup : ports->plan_workers()) workers.push_back(std::make_unique<Worker>(setup, shared));
+
+        auto control = std::make_unique<ControlContext>();
+        control->state = g_lifetime->state.get();
+        control->ports = ports->ports();
+        PortSet* port_set = ports.get();
+        control->link_up = [port_set](uint16_t index) { return port_set->link_up(index); };
+        for (const auto& worker : workers) control->counters.push_back(&worker->counters());
+        control->worker_lcores = worker_lcores;
+        control->main_lcore = rte_get_main_lcore();
+        control->config_file = command_line.config_file;
+        control->started = std::chrono::steady_clock::now();
+        g_lifetime->control = std::move(control);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "portmux: %s\n", e.what());
+        return 1;
+    }
+
+    install_signal_handlers();
+    for (size_t i = 0; i < workers.size(); ++i)
+        rte_eal_remote_launch(Worker::lcore_main, workers[i].get(), worker_lcores[i]);
+    register_telemetry(g_lifetime->control.get());
+    PMX_LOG_INFO("forwarding with {} worker(s); shared address {}", workers.size(), config.shared_ip.to_string());
+
+    // The main lcore is the control side: it only watches links (and signals) while telemetry serves commands.
+    std::vector<bool> link(ports->ports().size(), false);
+    while (!g_stop.load()) {
+        for (const Port& port : ports->ports()) {
+            bool up = ports->link_up(port.index);
+            if (up != link[port.index])
+                PMX_LOG_INFO("{}: link {}", port.role == PortRole::kVm ? fmt::format("VM \"{}\"", port.name) : port.name, up ? "up" : "down");
+            link[port.index] = up;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+
+    PMX_LOG_INFO("stopping");
+    rte_eal_mp_wait_lcore();
+    log_totals(sum_counters(g_lifetime->control->counters, ports->ports().size()), ports->ports());
+    ports->close();
+    rte_eal_cleanup();
+    return 0;
+}
+
+}  // namespace portmux

@@ -1,0 +1,56 @@
+// All of portmux's ports: probed, configured and started from the configuration, and the plan of which
+// worker polls and transmits on which queue.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "pipeline/worker.hpp"
+#include "core/port.hpp"
+
+struct rte_mempool;
+struct rte_ring;
+
+namespace portmux {
+
+class PortSet {
+public:
+    // Probes the uplink, the host port and every VM port, creates the mbuf pools sized for them and starts
+    // the ports with queues for `workers` workers. Throws StartupError with one clear line on failure
+    // (ports opened so far are closed again). Control side, once.
+    PortSet(const Config& config, unsigned workers);
+    ~PortSet();
+    PortSet(const PortSet&) = delete;
+    PortSet& operator=(const PortSet&) = delete;
+
+    const std::vector<Port>& ports() const { return ports_; }
+    const Port& uplink() const { return ports_[kUplinkPortIndex]; }
+    rte_mempool* pool() const { return pool_; }
+    rte_mempool* indirect_pool() const { return indirect_pool_; }
+
+    // Which worker polls which rx queue and how each worker reaches each port's tx queues. The uplink's
+    // rx queues (RSS) go one per worker; every other port's single rx queue goes round-robin. A port
+    // with fewer tx queues than workers is transmitted by the worker that polls it; the others hand it
+    // packets through single-producer/single-consumer rings created here.
+    std::vector<WorkerSetup> plan_workers();
+
+    // Current link state of a port (vhost-user: a guest is connected). Control side.
+    bool link_up(uint16_t index) const;
+
+    // Stops and closes every port (pcap files are flushed). Idempotent; the destructor calls it.
+    void close();
+
+private:
+    void open_port(Port& port);
+
+    unsigned workers_;
+    std::vector<Port> ports_;
+    std::vector<rte_ring*> rings_;
+    rte_mempool* pool_ = nullptr;
+    rte_mempool* indirect_pool_ = nullptr;
+    bool closed_ = false;
+};
+
+}  // namespace portmux

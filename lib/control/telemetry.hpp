@@ -1,0 +1,31 @@
+// The /portmux/* commands on DPDK's telemetry socket.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "control/switch_state.hpp"
+#include "core/port.hpp"
+#include "core/worker_counters.hpp"
+
+namespace portmux {
+
+// What the commands read; filled by the application before register_telemetry() and never changed after.
+struct ControlContext {
+    SwitchState* state = nullptr;
+    std::vector<Port> ports;                 // by dense index
+    std::function<bool(uint16_t)> link_up;   // by dense index
+    std::vector<const WorkerCounters*> counters;
+    std::vector<unsigned> worker_lcores;
+    unsigned main_lcore = 0;
+    std::string config_file;
+    std::chrono::steady_clock::time_point started;
+};
+
+// Registers every command. Telemetry runs callbacks on its own threads (up to one per connection), so
+// every command only reads `context` or goes through SwitchState, which serialises changes.
+void register_telemetry(const ControlContext* context);
+
+}  // namespace portmux

@@ -1,0 +1,42 @@
+// Per-worker counter blocks: written by exactly one worker with relaxed stores, summed by readers.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/counters.hpp"
+
+namespace portmux {
+
+// Relaxed single-writer increment: a plain load and store (no lock prefix), yet readers on other threads
+// never see a torn value. Only the owning worker may call it.
+inline void counter_add(uint64_t& counter, uint64_t n) {
+    __atomic_store_n(&counter, __atomic_load_n(&counter, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
+}
+inline uint64_t counter_read(const uint64_t& counter) { return __atomic_load_n(&counter, __ATOMIC_RELAXED); }
+
+// One worker's counters: the switch-wide ones, then kPortCounterCount per dense port index. Cache-line
+// aligned so two workers never write the same line.
+class alignas(64) WorkerCounters {
+public:
+    explicit WorkerCounters(size_t port_count) : port_count_(port_count), port_(port_count * kPortCounterCount) {}
+
+    void add(SwitchCounter c, uint64_t n = 1) { counter_add(switch_[static_cast<size_t>(c)], n); }
+    void add(size_t port, PortCounter c, uint64_t n = 1) {
+        counter_add(port_[port * kPortCounterCount + static_cast<size_t>(c)], n);
+    }
+    uint64_t read(SwitchCounter c) const { return counter_read(switch_[static_cast<size_t>(c)]); }
+    uint64_t read(size_t port, PortCounter c) const {
+        return counter_read(port_[port * kPortCounterCount + static_cast<size_t>(c)]);
+    }
+    size_t port_count() const { return port_count_; }
+
+private:
+    uint64_t switch_[kSwitchCounterCount] = {};
+    size_t port_count_;
+    std::vector<uint64_t> port_;  // sized once before the worker starts, never resized
+};
+
+}  // namespace portmux

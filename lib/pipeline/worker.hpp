@@ -1,0 +1,117 @@
+// A worker lcore: polls its rx queues, runs the stages in order and transmits in bursts.
+// This is the only file that knows the order of the stages.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/net_types.hpp"
+#include "core/port_index.hpp"
+#include "core/worker_counters.hpp"
+#include "pipeline/parsed_frame.hpp"
+#include "tables/snapshot.hpp"
+
+struct rte_mbuf;
+struct rte_mempool;
+struct rte_ring;
+struct rte_ip_frag_tbl;
+struct rte_ip_frag_death_row;
+
+namespace portmux {
+
+inline constexpr uint16_t kBurstSize = 32;
+
+// One rx queue this worker owns.
+struct RxPoll {
+    uint16_t port_index = 0;
+    uint16_t eth_port = 0;
+    uint16_t queue = 0;
+};
+
+// How this worker transmits to one port: its own tx queue, or (when the port has fewer tx queues than
+// there are workers) a single-producer ring to the worker that owns the port's only tx queue.
+struct TxRoute {
+    uint16_t eth_port = 0;
+    uint16_t queue = 0;
+    rte_ring* handoff = nullptr;
+};
+
+// A ring this worker drains on behalf of another worker, into `port_index`'s tx queue.
+struct HandoffIn {
+    rte_ring* ring = nullptr;
+    uint16_t port_index = 0;
+};
+
+// What all workers share; everything here outlives the workers.
+struct WorkerShared {
+    const SnapshotPublisher* snapshots = nullptr;
+    const std::atomic<bool>* stop = nullptr;
+    rte_mempool* pool = nullptr;           // copies (flooding), answers (reject), fragments' headers
+    rte_mempool* indirect_pool = nullptr;  // fragment payloads when a reassembled datagram is split again
+    MacAddr uplink_mac{};
+    uint16_t port_count = 0;  // dense ports: uplink, host, VMs
+    uint16_t mtu = 1500;      // largest IP packet sent to a VM or the host without fragmenting it
+};
+
+// One worker's assignment, built before the worker starts and never changed while it runs.
+struct WorkerSetup {
+    unsigned worker_id = 0;  // dense: RCU thread id and counters index
+    std::vector<RxPoll> rx;
+    std::vector<TxRoute> tx;  // by dense port index
+    std::vector<HandoffIn> handoff_in;
+};
+
+class Worker {
+public:
+    // Control side, before the lcore is launched. Allocates everything the loop will need.
+    Worker(WorkerSetup setup, const WorkerShared& shared);
+    ~Worker();
+    Worker(const Worker&) = delete;
+    Worker& operator=(const Worker&) = delete;
+
+    // The lcore entry point (rte_eal_remote_launch with a Worker*): loops until *shared.stop.
+    static int lcore_main(void* worker);
+    int run();
+
+    const WorkerCounters& counters() const { return *counters_; }
+
+private:
+    struct TxBuffer {
+        uint16_t count = 0;
+        bool pending = false;  // listed in pending_
+        rte_mbuf* pkts[kBurstSize];
+    };
+
+    void handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n);
+    void handle_host(rte_mbuf** pkts, uint16_t n);
+    void handle_vm(const Snapshot& snap, uint16_t port_index, rte_mbuf** pkts, uint16_t n);
+    void drain_handoffs();
+
+    // Parses an mbuf, linearising the first bytes of a chained mbuf into `scratch`.
+    ParsedFrame parse(rte_mbuf* m, uint8_t* scratch) const;
+    rte_mbuf* reassemble(rte_mbuf* m, const ParsedFrame& parsed, uint64_t now);
+    void deliver(const Snapshot& snap, rte_mbuf* m, const ParsedFrame& parsed, bool reassembled);
+    void flood(const Snapshot& snap, rte_mbuf* m);
+    void reject(rte_mbuf* m, const ParsedFrame& parsed);
+    void send_datagram(uint16_t port_index, rte_mbuf* m, const ParsedFrame& parsed, bool reassembled);
+
+    void send(uint16_t port_index, rte_mbuf* m);
+    void flush(uint16_t port_index);
+    void flush_all();
+    void drop(rte_mbuf* m, SwitchCounter reason);
+
+    WorkerSetup setup_;
+    WorkerShared shared_;
+    std::unique_ptr<WorkerCounters> counters_;
+    std::vector<TxBuffer> tx_buffers_;  // by dense port index
+    std::unique_ptr<uint16_t[]> pending_;  // ports with buffered packets, each listed once
+    uint16_t pending_count_ = 0;
+    rte_ip_frag_tbl* frag_table_ = nullptr;
+    std::unique_ptr<rte_ip_frag_death_row> death_row_;
+    uint64_t next_expiry_check_ = 0;
+    uint64_t expiry_interval_ = 0;
+};
+
+}  // namespace portmux

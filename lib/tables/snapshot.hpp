@@ -1,0 +1,55 @@
+// The immutable set of tables the data path reads, and its publication with RCU (see docs/concurrency.md).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "config/config.hpp"
+#include "pipeline/shared_addresses.hpp"
+#include "tables/firewall.hpp"
+#include "tables/port_owners.hpp"
+
+struct rte_rcu_qsbr;
+
+namespace portmux {
+
+// Everything a worker consults to forward a packet, replaced only as a whole: a packet never sees a new
+// firewall with an old range table. Never modified after publication.
+struct Snapshot {
+    uint64_t generation = 0;
+    SharedAddresses shared;
+    UnmatchedPolicy unmatched = UnmatchedPolicy::kHost;
+    std::shared_ptr<const Firewall> firewall;  // shared between generations until the rules change
+    std::unique_ptr<PortOwnerTable> table;     // 256 KiB, its own allocation
+    std::vector<OwnerTarget> owners;           // indexed by OwnerId; covers every id the table holds
+};
+
+// Publishes snapshots to the workers and frees replaced ones once every worker has moved on.
+// Readers (workers) call current() once per loop iteration and report a quiescent state after their last
+// use; the writer swaps the pointer and waits for a grace period (rte_rcu_qsbr_synchronize).
+class SnapshotPublisher {
+public:
+    // `readers` workers will register with thread ids 0..readers-1. Needs the EAL (rte_zmalloc).
+    explicit SnapshotPublisher(unsigned readers);
+    ~SnapshotPublisher();
+    SnapshotPublisher(const SnapshotPublisher&) = delete;
+    SnapshotPublisher& operator=(const SnapshotPublisher&) = delete;
+
+    // Data path: the snapshot to use for this iteration.
+    const Snapshot* current() const { return current_.load(std::memory_order_acquire); }
+    rte_rcu_qsbr* rcu() const { return rcu_; }
+
+    // Control side: installs `next` and returns after the previous snapshot has been freed. Serialised
+    // internally, so any control thread may call it. Never blocks a worker.
+    void publish(std::unique_ptr<const Snapshot> next);
+
+private:
+    rte_rcu_qsbr* rcu_ = nullptr;
+    std::atomic<const Snapshot*> current_{nullptr};
+    std::mutex publish_mutex_;
+};
+
+}  // namespace portmux
