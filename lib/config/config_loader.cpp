@@ -1,4 +1,5 @@
 // JSON -> Config: every check of the configuration file, each error naming the JSON path of the bad value.
+#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -235,6 +236,7 @@ std::vector<VmConfig> parse_vms(const json& value, const std::string& path, Devi
     std::vector<VmConfig> vms;
     std::map<std::string, std::string> vhost_paths;
     std::map<std::string, size_t> name_index;
+    std::map<std::array<uint8_t, 6>, size_t> macs;
     for (size_t i = 0; i < value.size(); ++i) {
         const std::string at = element(path, i);
         const json& item = value[i];
@@ -276,10 +278,9 @@ std::vector<VmConfig> parse_vms(const json& value, const std::string& path, Devi
 
         const std::string mac_path = child(at, "mac");
         vm.mac = parse_unicast_mac(require(item, at, "mac"), mac_path);
-        for (size_t j = 0; j < vms.size(); ++j)
-            if (vms[j].mac == vm.mac)
-                fail(mac_path, fmt::format("{} is already used by {}", in_quotes(item["mac"].get<std::string>()),
-                                           element(path, j)));
+        if (auto [it, inserted] = macs.emplace(vm.mac.bytes, i); !inserted)
+            fail(mac_path, fmt::format("{} is already used by {}", in_quotes(item["mac"].get<std::string>()),
+                                       element(path, it->second)));
 
         if (const json* enabled = find(item, "enabled")) {
             if (!enabled->is_boolean()) fail(child(at, "enabled"), "expected true or false");

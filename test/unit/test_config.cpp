@@ -249,6 +249,12 @@ TEST_CASE("config: vms is an array of objects with known keys") {
                        "unknown key (expected one of: name, vhost, vhost_mode, device, mac, ranges, enabled)");
 }
 
+TEST_CASE("config: at most 4094 VMs, the owner identifiers available") {
+    json doc = minimal();
+    doc["vms"] = json(std::vector<json>(4095, json::object()));
+    CHECK_CONFIG_ERROR(doc, "vms", "too many VMs (4095, at most 4094)");
+}
+
 TEST_CASE("config: VM names are valid, unique and not \"host\"") {
     json doc = minimal();
     doc["vms"] = json{vm("web", "52:54:00:00:00:01")};
