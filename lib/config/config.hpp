@@ -56,6 +56,11 @@ struct FirewallConfig {
 
 enum class UnmatchedPolicy : uint8_t { kHost, kDrop, kReject };
 
+// Extension: runtime control through telemetry.
+struct ControlConfig {
+    bool read_only = false;  // register no command that changes anything
+};
+
 struct Config {
     std::vector<std::string> eal;
     Ipv4Addr shared_ip;
@@ -65,9 +70,10 @@ struct Config {
     std::vector<VmConfig> vms;
     FirewallConfig firewall;
     UnmatchedPolicy unmatched = UnmatchedPolicy::kHost;
+    ControlConfig control;
 };
 
-// A configuration error: `path` is the JSON path ("vms[1].ranges[0]", "" for the document itself).
+// A configuration error: `path` is the JSON path ("vms[1].ranges[0]", "$" for the document itself).
 class ConfigError : public std::runtime_error {
 public:
     ConfigError(std::string path, const std::string& what) : std::runtime_error(what), path_(std::move(path)) {}
@@ -80,6 +86,8 @@ private:
 // Parses and validates a whole configuration. Throws ConfigError on the first problem.
 // Thread safety: pure function, any thread.
 Config parse_config(const nlohmann::json& document);
+// One firewall rule as in `firewall.rules[]`, for runtime changes; errors name `path`. Throws ConfigError.
+FirewallRule parse_firewall_rule(const nlohmann::json& rule, const std::string& path);
 // Reads `file` and calls parse_config; JSON syntax errors name the line and column.
 Config load_config_file(const std::string& file);
 // The inverse of parse_config: a document that parse_config accepts and that yields `config` again.

@@ -372,6 +372,18 @@ FirewallConfig parse_firewall(const json& value, const std::string& path) {
     return firewall;
 }
 
+// Extension: runtime control settings.
+ControlConfig parse_control(const json& value, const std::string& path) {
+    expect_object(value, path);
+    check_keys(value, path, {"read_only"});
+    ControlConfig control;
+    if (const json* read_only = find(value, "read_only")) {
+        if (!read_only->is_boolean()) fail(child(path, "read_only"), "expected true or false");
+        control.read_only = read_only->get<bool>();
+    }
+    return control;
+}
+
 // Position of nlohmann's "last read byte" (1-based offset) as a 1-based line and column.
 std::pair<size_t, size_t> line_column(const std::string& text, size_t byte) {
     const size_t pos = std::min(byte == 0 ? 0 : byte - 1, text.size());
@@ -445,7 +457,8 @@ json parse_json_text(const std::string& text) {
 
 Config parse_config(const json& document) {
     if (!document.is_object()) fail(kRoot, "expected a JSON object");
-    check_keys(document, kRoot, {"eal", "shared_ip", "shared_ip6", "uplink", "host", "vms", "firewall", "unmatched"});
+    check_keys(document, kRoot,
+               {"eal", "shared_ip", "shared_ip6", "uplink", "host", "vms", "firewall", "unmatched", "control"});
     Config config;
     DeviceNames devices;
     std::vector<std::string> vm_names;
@@ -462,8 +475,11 @@ Config parse_config(const json& document) {
         config.unmatched = parse_choice<UnmatchedPolicy>(
             *unmatched, "unmatched",
             {{"host", UnmatchedPolicy::kHost}, {"drop", UnmatchedPolicy::kDrop}, {"reject", UnmatchedPolicy::kReject}});
+    if (const json* control = find(document, "control")) config.control = parse_control(*control, "control");
     return config;
 }
+
+FirewallRule parse_firewall_rule(const json& rule, const std::string& path) { return parse_rule(rule, path); }
 
 Config load_config_file(const std::string& file) {
     std::FILE* f = std::fopen(file.c_str(), "rb");

@@ -85,6 +85,7 @@ json config_to_json(const Config& config) {
     // The policies are always written out: a saved file should state them, even when they are the defaults.
     doc["firewall"] = {{"default", to_string(config.firewall.default_action)}, {"rules", rules}};
     doc["unmatched"] = to_string(config.unmatched);
+    if (config.control.read_only) doc["control"] = {{"read_only", true}};
     return doc;
 }
 

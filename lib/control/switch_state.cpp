@@ -1,9 +1,14 @@
-// Building snapshots from the running configuration.
+// Changes to the running configuration, each published as one new snapshot.
 #include "control/switch_state.hpp"
 
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <rte_lcore.h>
 
 #include "core/port_index.hpp"
@@ -22,6 +27,8 @@ SharedAddresses shared_addresses(const Config& config) {
     return shared;
 }
 
+Result<ChangeReport> fail(std::string message) { return Result<ChangeReport>::fail(std::move(message)); }
+
 }  // namespace
 
 SwitchState::SwitchState(Config config, SnapshotPublisher& publisher)
@@ -34,11 +41,119 @@ SwitchState::SwitchState(Config config, SnapshotPublisher& publisher)
 
 void SwitchState::publish_initial() {
     std::lock_guard<std::mutex> guard(mutex_);
-    auto firewall = Firewall::build(config_.firewall, fmt::format("pmx_fw_g{}", generation_ + 1),
-                                    static_cast<int>(rte_socket_id()));
-    if (!firewall) throw StartupError(fmt::format("firewall: {}", firewall.error()));
-    firewall_ = firewall.value();
+    auto built = rebuild_firewall_locked(config_.firewall);
+    if (!built) throw StartupError(fmt::format("firewall: {}", built.error()));
+}
+
+std::optional<OwnerId> SwitchState::owner_by_name(const std::string& name) const {
+    if (name == "host") return kHostOwner;
+    for (size_t i = 0; i < config_.vms.size(); ++i)
+        if (config_.vms[i].name == name) return vm_owner_id(i);
+    return std::nullopt;
+}
+
+std::string SwitchState::owner_name(OwnerId owner) const {
+    if (owner == kHostOwner) return "host";
+    if (owner >= kFirstVmOwner && static_cast<size_t>(owner - kFirstVmOwner) < config_.vms.size())
+        return config_.vms[owner - kFirstVmOwner].name;
+    return "none";
+}
+
+std::string SwitchState::describe_conflict_locked(const PortRange& range, const RangeConflict& conflict) const {
+    return fmt::format("\"{}\" overlaps \"{}\" of {} at {}:{}", range.to_string(), conflict.existing.range.to_string(),
+                       owner_name(conflict.existing.owner), to_string(conflict.proto), conflict.port);
+}
+
+Result<ChangeReport> SwitchState::add_range(const std::string& target, const PortRange& range) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    auto owner = owner_by_name(target);
+    if (!owner) return fail(fmt::format("unknown target \"{}\" (expected \"host\" or a VM name)", target));
+    if (auto conflict = registry_.find_conflict(range)) return fail(describe_conflict_locked(range, *conflict));
+    registry_.add(range, *owner);
+    return publish_locked();
+}
+
+Result<ChangeReport> SwitchState::remove_range(const PortRange& range) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    auto former = registry_.remove(range);
+    if (!former) {
+        OwnerId at_first = registry_.lookup(range.tcp ? L4Proto::kTcp : L4Proto::kUdp, range.ports.first);
+        if (at_first == kNoOwner) return fail(fmt::format("no range \"{}\"", range.to_string()));
+        return fail(fmt::format("no range \"{}\" (port {} belongs to {} through another range; remove exactly that "
+                                "range, see /portmux/ranges)",
+                                range.to_string(), range.ports.first, owner_name(at_first)));
+    }
+    auto report = publish_locked();
+    if (report) report.value().previous = owner_name(*former);
+    return report;
+}
+
+Result<ChangeReport> SwitchState::move_range(const PortRange& range, const std::string& target) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    auto owner = owner_by_name(target);
+    if (!owner) return fail(fmt::format("unknown target \"{}\" (expected \"host\" or a VM name)", target));
+    auto former = registry_.owner_of(range);
+    if (!former) return fail(fmt::format("no range \"{}\" (move takes exactly a range that exists)", range.to_string()));
+    registry_.reassign(range, *owner);
+    auto report = publish_locked();
+    if (report) report.value().previous = owner_name(*former);
+    return report;
+}
+
+Result<ChangeReport> SwitchState::set_vm_enabled(const std::string& vm, bool enabled) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    auto owner = owner_by_name(vm);
+    if (!owner || *owner == kHostOwner) return fail(fmt::format("unknown VM \"{}\"", vm));
+    VmConfig& config = config_.vms[*owner - kFirstVmOwner];
+    bool was = config.enabled;
+    config.enabled = enabled;
+    auto report = publish_locked();
+    if (report) report.value().previous = was ? "enabled" : "disabled";
+    return report;
+}
+
+Result<ChangeReport> SwitchState::add_firewall_rule(std::optional<size_t> index, const FirewallRule& rule) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    FirewallConfig next = config_.firewall;
+    size_t at = index.value_or(next.rules.size());
+    if (at > next.rules.size())
+        return fail(fmt::format("index {} is beyond the end of the rule list ({} rules)", at, next.rules.size()));
+    next.rules.insert(next.rules.begin() + static_cast<std::ptrdiff_t>(at), rule);
+    return rebuild_firewall_locked(std::move(next));
+}
+
+Result<ChangeReport> SwitchState::remove_firewall_rule(size_t index) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    FirewallConfig next = config_.firewall;
+    if (index >= next.rules.size())
+        return fail(fmt::format("no rule {} (there are {} rules, numbered from 0)", index, next.rules.size()));
+    next.rules.erase(next.rules.begin() + static_cast<std::ptrdiff_t>(index));
+    return rebuild_firewall_locked(std::move(next));
+}
+
+Result<ChangeReport> SwitchState::set_firewall_default(FirewallAction action) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    FirewallConfig next = config_.firewall;
+    next.default_action = action;
+    auto report = rebuild_firewall_locked(std::move(next));
+    return report;
+}
+
+// Compiles `next` into new rte_acl contexts (off the data path), then publishes a snapshot that uses them.
+// On failure the running firewall stays as it is.
+Result<ChangeReport> SwitchState::rebuild_firewall_locked(FirewallConfig next) {
+    auto built = Firewall::build(next, fmt::format("pmx_fw{}", ++firewall_builds_), static_cast<int>(rte_socket_id()));
+    if (!built) return fail(fmt::format("cannot build the firewall: {}", built.error()));
+    firewall_ = built.value();
+    config_.firewall = std::move(next);
+    return publish_locked();
+}
+
+Result<ChangeReport> SwitchState::publish_locked() {
     publisher_.publish(build_snapshot_locked());
+    ChangeReport report;
+    report.generation = generation_;
+    return Result<ChangeReport>::ok(report);
 }
 
 std::unique_ptr<Snapshot> SwitchState::build_snapshot_locked() {
@@ -62,8 +177,33 @@ std::unique_ptr<Snapshot> SwitchState::build_snapshot_locked() {
     return snap;
 }
 
+PortLookup SwitchState::lookup(L4Proto proto, uint16_t port) const {
+    std::lock_guard<std::mutex> guard(mutex_);
+    PortLookup answer;
+    answer.owner = registry_.lookup(proto, port);
+    if (answer.owner == kNoOwner) return answer;
+    for (const OwnedRange& owned : registry_.list(answer.owner))
+        if (owned.range.covers(proto) && owned.range.ports.contains(port)) answer.range = owned.range;
+    if (answer.owner >= kFirstVmOwner) answer.enabled = config_.vms[answer.owner - kFirstVmOwner].enabled;
+    return answer;
+}
+
+std::vector<OwnedRange> SwitchState::ranges(std::optional<OwnerId> owner) const {
+    std::lock_guard<std::mutex> guard(mutex_);
+    return owner ? registry_.list(*owner) : registry_.list();
+}
+
+FirewallConfig SwitchState::firewall() const {
+    std::lock_guard<std::mutex> guard(mutex_);
+    return config_.firewall;
+}
+
 Config SwitchState::running_config() const {
     std::lock_guard<std::mutex> guard(mutex_);
+    return running_config_locked();
+}
+
+Config SwitchState::running_config_locked() const {
     Config config = config_;
     config.host.ranges.clear();
     for (VmConfig& vm : config.vms) vm.ranges.clear();
@@ -79,6 +219,51 @@ Config SwitchState::running_config() const {
 uint64_t SwitchState::generation() const {
     std::lock_guard<std::mutex> guard(mutex_);
     return generation_;
+}
+
+Result<ChangeReport> SwitchState::save(const std::string& file) const {
+    std::string text;
+    ChangeReport report;
+    {
+        std::lock_guard<std::mutex> guard(mutex_);
+        text = config_to_json(running_config_locked()).dump(2) + "\n";
+        report.generation = generation_;
+    }
+    // Write beside the target so rename() is atomic, flush it to disk, then replace the file.
+    std::string temp = fmt::format("{}.tmp.{}", file, getpid());
+    int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return fail(fmt::format("cannot create {}: {}", temp, std::strerror(errno)));
+    size_t written = 0;
+    while (written < text.size()) {
+        ssize_t n = ::write(fd, text.data() + written, text.size() - written);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            int error = errno;
+            ::close(fd);
+            ::unlink(temp.c_str());
+            return fail(fmt::format("cannot write {}: {}", temp, std::strerror(error)));
+        }
+        written += static_cast<size_t>(n);
+    }
+    if (::fsync(fd) != 0 || ::close(fd) != 0) {
+        int error = errno;
+        ::unlink(temp.c_str());
+        return fail(fmt::format("cannot flush {}: {}", temp, std::strerror(error)));
+    }
+    if (::rename(temp.c_str(), file.c_str()) != 0) {
+        int error = errno;
+        ::unlink(temp.c_str());
+        return fail(fmt::format("cannot replace {}: {}", file, std::strerror(error)));
+    }
+    // Make the rename itself durable.
+    std::string dir = file.find('/') == std::string::npos ? "." : file.substr(0, file.find_last_of('/'));
+    int dir_fd = ::open(dir.empty() ? "/" : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd >= 0) {
+        ::fsync(dir_fd);
+        ::close(dir_fd);
+    }
+    report.previous = file;
+    return Result<ChangeReport>::ok(report);
 }
 
 }  // namespace portmux

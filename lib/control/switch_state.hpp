@@ -1,17 +1,33 @@
 // The running configuration and the one place that changes it: every change is applied here, under one
-// lock, and reaches the workers as a new immutable snapshot.
+// lock, and reaches the workers as one new immutable snapshot (see docs/concurrency.md).
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "config/config.hpp"
+#include "core/result.hpp"
 #include "tables/port_owners.hpp"
 #include "tables/snapshot.hpp"
 
 namespace portmux {
+
+// The answer to "who receives this port now".
+struct PortLookup {
+    OwnerId owner = kNoOwner;
+    std::optional<PortRange> range;  // the owning range, if any
+    bool enabled = true;             // false: the owner is a disabled VM (its packets are dropped)
+};
+
+// What a successful change did, for the answer to the operator.
+struct ChangeReport {
+    uint64_t generation = 0;  // the snapshot generation now in force
+    std::string previous;     // the former owner (moves, deletions) or state
+};
 
 class SwitchState {
 public:
@@ -21,20 +37,45 @@ public:
     // Builds the first snapshot (compiling the firewall) and publishes it. Throws StartupError.
     void publish_initial();
 
-    // A copy of the running configuration (ranges and enabled flags as they are now).
+    // Owner names are "host" or a VM's name.
+    std::optional<OwnerId> owner_by_name(const std::string& name) const;
+    std::string owner_name(OwnerId owner) const;
+
+    // Every change either fails with a message and changes nothing, or is published whole before it
+    // returns. Any thread; changes are serialised.
+    Result<ChangeReport> add_range(const std::string& target, const PortRange& range);
+    Result<ChangeReport> remove_range(const PortRange& range);
+    Result<ChangeReport> move_range(const PortRange& range, const std::string& target);
+    Result<ChangeReport> set_vm_enabled(const std::string& vm, bool enabled);
+    Result<ChangeReport> add_firewall_rule(std::optional<size_t> index, const FirewallRule& rule);
+    Result<ChangeReport> remove_firewall_rule(size_t index);
+    Result<ChangeReport> set_firewall_default(FirewallAction action);
+    // Writes the running configuration to `file` atomically (temporary file, fsync, rename).
+    Result<ChangeReport> save(const std::string& file) const;
+
+    // Reads: consistent with one generation.
+    PortLookup lookup(L4Proto proto, uint16_t port) const;
+    std::vector<OwnedRange> ranges(std::optional<OwnerId> owner) const;
+    FirewallConfig firewall() const;
+    // A copy of the running configuration (ranges, enabled flags and firewall as they are now).
     Config running_config() const;
     uint64_t generation() const;
     size_t vm_count() const { return vm_count_; }
 
 private:
     std::unique_ptr<Snapshot> build_snapshot_locked();
+    Result<ChangeReport> publish_locked();
+    Result<ChangeReport> rebuild_firewall_locked(FirewallConfig next);
+    std::string describe_conflict_locked(const PortRange& range, const RangeConflict& conflict) const;
+    Config running_config_locked() const;
 
     mutable std::mutex mutex_;
     Config config_;  // VMs and firewall as running; ranges are kept in registry_
     RangeRegistry registry_;
-    size_t vm_count_;
+    const size_t vm_count_;
     std::shared_ptr<const Firewall> firewall_;
     uint64_t generation_ = 0;
+    uint64_t firewall_builds_ = 0;
     SnapshotPublisher& publisher_;
 };
 

@@ -1,101 +1,76 @@
-// The read-only /portmux/* commands: info, stats and vms.
+// The bridge between rte_telemetry and the command handlers: JSON answers become rte_tel_data.
 #include "control/telemetry.hpp"
 
+#include <algorithm>
 #include <atomic>
 
-#include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <rte_telemetry.h>
 
-#include "control/stats.hpp"
+#include "control/commands.hpp"
+#include "core/log.hpp"
 
 namespace portmux {
 namespace {
 
+using nlohmann::json;
+
 // rte_telemetry callbacks carry no user pointer.
 std::atomic<const ControlContext*> g_context{nullptr};
 
-int answer_error(rte_tel_data* d, const std::string& message) {
-    rte_tel_data_start_dict(d);
-    rte_tel_data_add_dict_string(d, "error", message.c_str());
-    return 0;
+// A scalar into a dictionary. rte_telemetry has no booleans or floats: they become integers / strings.
+void add_dict_scalar(rte_tel_data* d, const std::string& key, const json& value) {
+    if (value.is_string())
+        rte_tel_data_add_dict_string(d, key.c_str(), value.get<std::string>().c_str());
+    else if (value.is_number_unsigned())
+        rte_tel_data_add_dict_u64(d, key.c_str(), value.get<uint64_t>());
+    else if (value.is_number_integer())
+        rte_tel_data_add_dict_int(d, key.c_str(), static_cast<int>(value.get<int64_t>()));
+    else if (value.is_boolean())
+        rte_tel_data_add_dict_int(d, key.c_str(), value.get<bool>() ? 1 : 0);
+    else
+        rte_tel_data_add_dict_string(d, key.c_str(), value.dump().c_str());
 }
 
-CounterTotals totals(const ControlContext& ctx) { return sum_counters(ctx.counters, ctx.ports.size()); }
-
-int cmd_info(const char*, const char* params, rte_tel_data* d) {
-    const ControlContext* ctx = g_context.load();
-    if (params != nullptr && *params != '\0') return answer_error(d, "/portmux/info takes no parameters");
-    Config config = ctx->state->running_config();
-    rte_tel_data_start_dict(d);
-    rte_tel_data_add_dict_string(d, "version", PORTMUX_VERSION);
-    rte_tel_data_add_dict_string(d, "shared_ip", config.shared_ip.to_string().c_str());
-    if (config.shared_ip6) rte_tel_data_add_dict_string(d, "shared_ip6", config.shared_ip6->to_string().c_str());
-    rte_tel_data_add_dict_int(d, "main_lcore", static_cast<int>(ctx->main_lcore));
-    rte_tel_data* lcores = rte_tel_data_alloc();
-    rte_tel_data_start_array(lcores, RTE_TEL_INT_VAL);
-    for (unsigned lcore : ctx->worker_lcores) rte_tel_data_add_array_int(lcores, static_cast<int>(lcore));
-    rte_tel_data_add_dict_container(d, "worker_lcores", lcores, 0);
-    rte_tel_data* ports = rte_tel_data_alloc();
-    rte_tel_data_start_dict(ports);
-    for (const Port& port : ctx->ports) rte_tel_data_add_dict_int(ports, port.name.c_str(), port.eth_port);
-    rte_tel_data_add_dict_container(d, "ports", ports, 0);
-    rte_tel_data_add_dict_int(d, "vms", static_cast<int>(config.vms.size()));
-    rte_tel_data_add_dict_u64(d, "generation", ctx->state->generation());
-    auto uptime = std::chrono::steady_clock::now() - ctx->started;
-    rte_tel_data_add_dict_u64(d, "uptime_s",
-                              static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(uptime).count()));
-    rte_tel_data_add_dict_string(d, "config", ctx->config_file.c_str());
-    return 0;
-}
-
-int cmd_stats(const char*, const char* params, rte_tel_data* d) {
-    const ControlContext* ctx = g_context.load();
-    if (params != nullptr && *params != '\0') return answer_error(d, "/portmux/stats takes no parameters");
-    CounterTotals t = totals(*ctx);
-    uint64_t rx[3] = {}, tx[3] = {}, tx_dropped[3] = {};
-    for (const Port& port : ctx->ports) {
-        int kind = static_cast<int>(port.role);
-        rx[kind] += t.get(port.index, PortCounter::rx_packets);
-        tx[kind] += t.get(port.index, PortCounter::tx_packets);
-        tx_dropped[kind] += t.get(port.index, PortCounter::tx_dropped);
+// rte_telemetry allows one level of containers: a nested object or array holds only scalars (anything
+// deeper is sent as its JSON text).
+rte_tel_data* container(const json& value) {
+    rte_tel_data* c = rte_tel_data_alloc();
+    if (c == nullptr) return nullptr;
+    if (value.is_object()) {
+        rte_tel_data_start_dict(c);
+        for (auto it = value.begin(); it != value.end(); ++it) add_dict_scalar(c, it.key(), it.value());
+        return c;
     }
-    rte_tel_data_start_dict(d);
-    const char* kinds[3] = {"uplink", "host", "vms"};
-    for (int k = 0; k < 3; ++k) {
-        rte_tel_data_add_dict_u64(d, fmt::format("rx_{}", kinds[k]).c_str(), rx[k]);
-        rte_tel_data_add_dict_u64(d, fmt::format("tx_{}", kinds[k]).c_str(), tx[k]);
-        rte_tel_data_add_dict_u64(d, fmt::format("tx_dropped_{}", kinds[k]).c_str(), tx_dropped[k]);
+    bool numbers = !value.empty() && std::all_of(value.begin(), value.end(),
+                                                 [](const json& v) { return v.is_number_unsigned(); });
+    if (numbers) {
+        rte_tel_data_start_array(c, RTE_TEL_U64_VAL);
+        for (const json& v : value) rte_tel_data_add_array_u64(c, v.get<uint64_t>());
+    } else {
+        rte_tel_data_start_array(c, RTE_TEL_STRING_VAL);
+        for (const json& v : value)
+            rte_tel_data_add_array_string(c, v.is_string() ? v.get<std::string>().c_str() : v.dump().c_str());
     }
-    for (size_t c = 0; c < kSwitchCounterCount; ++c)
-        rte_tel_data_add_dict_u64(d, counter_name(static_cast<SwitchCounter>(c)), t.switch_counters[c]);
-    return 0;
+    return c;
 }
 
-int cmd_vms(const char*, const char* params, rte_tel_data* d) {
-    const ControlContext* ctx = g_context.load();
-    if (params != nullptr && *params != '\0') return answer_error(d, "/portmux/vms takes no parameters");
-    Config config = ctx->state->running_config();
-    CounterTotals t = totals(*ctx);
+void to_tel_data(const json& answer, rte_tel_data* d) {
     rte_tel_data_start_dict(d);
-    for (const Port& port : ctx->ports) {
-        if (port.role != PortRole::kVm) continue;
-        const VmConfig& vm = config.vms[port.index - kFirstVmPortIndex];
-        rte_tel_data* entry = rte_tel_data_alloc();
-        rte_tel_data_start_dict(entry);
-        rte_tel_data_add_dict_int(entry, "port", port.eth_port);
-        rte_tel_data_add_dict_string(entry, "mac", vm.mac.to_string().c_str());
-        rte_tel_data_add_dict_int(entry, "enabled", vm.enabled ? 1 : 0);
-        rte_tel_data_add_dict_string(entry, "link", ctx->link_up(port.index) ? "up" : "down");
-        if (port.is_vhost) {
-            rte_tel_data_add_dict_string(entry, "vhost", port.vhost_path.c_str());
-            rte_tel_data_add_dict_string(entry, "vhost_mode", to_string(port.vhost_mode));
+    for (auto it = answer.begin(); it != answer.end(); ++it) {
+        if (it.value().is_structured()) {
+            rte_tel_data* c = container(it.value());
+            if (c != nullptr && rte_tel_data_add_dict_container(d, it.key().c_str(), c, 0) != 0) rte_tel_data_free(c);
         } else {
-            rte_tel_data_add_dict_string(entry, "device", port.devargs.c_str());
+            add_dict_scalar(d, it.key(), it.value());
         }
-        for (size_t c = 0; c < kPortCounterCount; ++c)
-            rte_tel_data_add_dict_u64(entry, counter_name(static_cast<PortCounter>(c)), t.ports[port.index][c]);
-        rte_tel_data_add_dict_container(d, port.name.c_str(), entry, 0);
     }
+}
+
+int dispatch(const char* cmd, const char* params, rte_tel_data* d) {
+    const ControlContext* context = g_context.load();
+    json answer = run_command(*context, cmd, params == nullptr ? "" : params);
+    to_tel_data(answer, d);
     return 0;
 }
 
@@ -103,12 +78,12 @@ int cmd_vms(const char*, const char* params, rte_tel_data* d) {
 
 void register_telemetry(const ControlContext* context) {
     g_context.store(context);
-    rte_telemetry_register_cmd("/portmux/info", cmd_info,
-                               "Version, shared addresses, lcores, ports and uptime. Takes no parameters.");
-    rte_telemetry_register_cmd("/portmux/stats", cmd_stats,
-                               "Switch counters: received/sent per port kind, deliveries and drops by reason.");
-    rte_telemetry_register_cmd("/portmux/vms", cmd_vms,
-                               "Every VM: port, MAC, enabled, link state, vhost socket and counters.");
+    for (const CommandSpec& spec : command_table()) {
+        if (spec.mutating && context->read_only) continue;
+        if (rte_telemetry_register_cmd(spec.name, dispatch, spec.help) != 0)
+            PMX_LOG_WARN("cannot register telemetry command {}", spec.name);
+    }
+    if (context->read_only) PMX_LOG_INFO("read-only: telemetry commands that change the switch are not registered");
 }
 
 }  // namespace portmux

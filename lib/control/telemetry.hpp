@@ -22,10 +22,12 @@ struct ControlContext {
     unsigned main_lcore = 0;
     std::string config_file;
     std::chrono::steady_clock::time_point started;
+    bool read_only = false;  // mutating commands are not registered (and refused if reached)
 };
 
-// Registers every command. Telemetry runs callbacks on its own threads (up to one per connection), so
-// every command only reads `context` or goes through SwitchState, which serialises changes.
+// Registers every command of command_table() (only the read-only ones when context->read_only).
+// Telemetry runs callbacks on its own threads (up to one per connection), so every command only reads
+// `context` or goes through SwitchState, which serialises changes. `context` lives until the process ends.
 void register_telemetry(const ControlContext* context);
 
 }  // namespace portmux

@@ -1,0 +1,386 @@
+// The /portmux/* command handlers: parameter parsing, the change through SwitchState, the answer.
+#include "control/commands.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "control/stats.hpp"
+
+namespace portmux {
+namespace {
+
+using nlohmann::json;
+
+json error(const std::string& message) { return json{{"error", message}}; }
+
+std::string trim(const std::string& text) {
+    size_t begin = 0, end = text.size();
+    while (begin < end && std::isspace(static_cast<unsigned char>(text[begin]))) ++begin;
+    while (end > begin && std::isspace(static_cast<unsigned char>(text[end - 1]))) --end;
+    return text.substr(begin, end - begin);
+}
+
+// Comma-separated parameters; an empty string gives no parameter at all.
+std::vector<std::string> split_params(const std::string& params) {
+    std::vector<std::string> out;
+    std::string all = trim(params);
+    if (all.empty()) return out;
+    size_t start = 0;
+    while (true) {
+        size_t comma = all.find(',', start);
+        out.push_back(trim(all.substr(start, comma == std::string::npos ? std::string::npos : comma - start)));
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+    }
+    return out;
+}
+
+// Checks the parameter count; fills `error_out` with a usage message otherwise.
+bool expect_params(const std::vector<std::string>& params, size_t min, size_t max, const char* usage, json* error_out) {
+    if (params.size() >= min && params.size() <= max) {
+        for (const std::string& p : params)
+            if (p.empty()) {
+                *error_out = error(fmt::format("empty parameter; usage: {}", usage));
+                return false;
+            }
+        return true;
+    }
+    *error_out = error(fmt::format("{} parameter{} given; usage: {}", params.size(), params.size() == 1 ? "" : "s", usage));
+    return false;
+}
+
+Result<size_t> parse_index(const std::string& text, const char* what) {
+    if (text.empty() || text.size() > 9 || !std::all_of(text.begin(), text.end(), ::isdigit))
+        return Result<size_t>::fail(fmt::format("\"{}\": {} must be a non-negative integer", text, what));
+    return Result<size_t>::ok(std::stoul(text));
+}
+
+// "offset=N" as the last parameter of a paged command.
+Result<size_t> parse_offset(std::vector<std::string>& params) {
+    if (params.empty() || params.back().rfind("offset=", 0) != 0) return Result<size_t>::ok(0);
+    std::string value = params.back().substr(7);
+    params.pop_back();
+    return parse_index(value, "offset");
+}
+
+// Telemetry keys may only hold [A-Za-z0-9_/], so VM names (which may contain '.' and '-') are always values,
+// never keys, and paging is described by these three keys.
+void add_page(json& answer, size_t total, size_t offset, size_t count) {
+    answer["page_total"] = total;
+    answer["page_offset"] = offset;
+    if (offset + count < total) answer["page_next"] = fmt::format("offset={}", offset + count);
+}
+
+json changed(const ChangeReport& report, json answer) {
+    answer["generation"] = report.generation;
+    return answer;
+}
+
+// ---- read-only commands ---------------------------------------------------------------------------------
+
+json cmd_info(const ControlContext& ctx, const std::string& params) {
+    if (!trim(params).empty()) return error("/portmux/info takes no parameters");
+    Config config = ctx.state->running_config();
+    json answer;
+    answer["version"] = PORTMUX_VERSION;
+    answer["shared_ip"] = config.shared_ip.to_string();
+    if (config.shared_ip6) answer["shared_ip6"] = config.shared_ip6->to_string();
+    answer["main_lcore"] = ctx.main_lcore;
+    answer["worker_lcores"] = ctx.worker_lcores;
+    answer["uplink_port"] = ctx.ports[kUplinkPortIndex].eth_port;
+    answer["host_port"] = ctx.ports[kHostPortIndex].eth_port;
+    answer["ports"] = ctx.ports.size();
+    answer["vms"] = config.vms.size();
+    answer["generation"] = ctx.state->generation();
+    answer["uptime_s"] =
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - ctx.started).count();
+    answer["config"] = ctx.config_file;
+    answer["read_only"] = ctx.read_only ? 1 : 0;
+    return answer;
+}
+
+json cmd_stats(const ControlContext& ctx, const std::string& params) {
+    if (!trim(params).empty()) return error("/portmux/stats takes no parameters");
+    CounterTotals t = sum_counters(ctx.counters, ctx.ports.size());
+    uint64_t rx[3] = {}, tx[3] = {}, tx_dropped[3] = {};
+    for (const Port& port : ctx.ports) {
+        auto kind = static_cast<size_t>(port.role);
+        rx[kind] += t.get(port.index, PortCounter::rx_packets);
+        tx[kind] += t.get(port.index, PortCounter::tx_packets);
+        tx_dropped[kind] += t.get(port.index, PortCounter::tx_dropped);
+    }
+    json answer;
+    const char* kinds[3] = {"uplink", "host", "vms"};
+    for (size_t k = 0; k < 3; ++k) {
+        answer[fmt::format("rx_{}", kinds[k])] = rx[k];
+        answer[fmt::format("tx_{}", kinds[k])] = tx[k];
+        answer[fmt::format("tx_dropped_{}", kinds[k])] = tx_dropped[k];
+    }
+    for (size_t c = 0; c < kSwitchCounterCount; ++c)
+        answer[counter_name(static_cast<SwitchCounter>(c))] = t.switch_counters[c];
+    return answer;
+}
+
+json cmd_vms(const ControlContext& ctx, const std::string& params) {
+    std::vector<std::string> args = split_params(params);
+    auto offset = parse_offset(args);
+    if (!offset) return error(offset.error());
+    std::string only = args.empty() ? "" : args[0];
+    if (args.size() > 1) return error("usage: /portmux/vms[,VM][,offset=N]");
+    Config config = ctx.state->running_config();
+    CounterTotals t = sum_counters(ctx.counters, ctx.ports.size());
+    std::vector<const Port*> vms;
+    for (const Port& port : ctx.ports)
+        if (port.role == PortRole::kVm && (only.empty() || port.name == only)) vms.push_back(&port);
+    if (!only.empty() && vms.empty()) return error(fmt::format("unknown VM \"{}\"", only));
+    // One object per VM keyed by its position in the configuration ("0", "1", ...): names are values (see
+    // add_page). Pages of kPageSize VMs.
+    json answer = json::object();
+    size_t end = std::min(vms.size(), *offset + kPageSize);
+    for (size_t i = *offset; i < end; ++i) {
+        const Port& port = *vms[i];
+        const VmConfig& vm = config.vms[port.index - kFirstVmPortIndex];
+        json entry;
+        entry["name"] = vm.name;
+        entry["port"] = port.eth_port;
+        entry["mac"] = vm.mac.to_string();
+        entry["enabled"] = vm.enabled ? 1 : 0;
+        entry["link"] = ctx.link_up(port.index) ? "up" : "down";
+        if (port.is_vhost) {
+            entry["vhost"] = port.vhost_path;
+            entry["vhost_mode"] = to_string(port.vhost_mode);
+        } else {
+            entry["device"] = port.devargs;
+        }
+        entry["ranges"] = ctx.state->ranges(port.owner).size();
+        for (size_t c = 0; c < kPortCounterCount; ++c)
+            entry[counter_name(static_cast<PortCounter>(c))] = t.ports[port.index][c];
+        answer[std::to_string(port.index - kFirstVmPortIndex)] = entry;
+    }
+    add_page(answer, vms.size(), *offset, end > *offset ? end - *offset : 0);
+    return answer;
+}
+
+json cmd_ranges(const ControlContext& ctx, const std::string& params) {
+    std::vector<std::string> args = split_params(params);
+    auto offset = parse_offset(args);
+    if (!offset) return error(offset.error());
+    if (args.size() > 1) return error("usage: /portmux/ranges[,TARGET][,offset=N]");
+    std::optional<OwnerId> owner;
+    if (!args.empty()) {
+        owner = ctx.state->owner_by_name(args[0]);
+        if (!owner) return error(fmt::format("unknown target \"{}\" (expected \"host\" or a VM name)", args[0]));
+    }
+    // Sorted by owner (the host, then VMs in configuration order), then by port; each entry "OWNER RANGE".
+    std::vector<OwnedRange> all = ctx.state->ranges(owner);
+    std::stable_sort(all.begin(), all.end(),
+                     [](const OwnedRange& a, const OwnedRange& b) { return a.owner < b.owner; });
+    json answer;
+    if (owner) answer["target"] = ctx.state->owner_name(*owner);
+    answer["ranges"] = json::array();
+    size_t end = std::min(all.size(), *offset + kPageSize);
+    for (size_t i = *offset; i < end; ++i)
+        answer["ranges"].push_back(owner ? all[i].range.to_string()
+                                         : ctx.state->owner_name(all[i].owner) + " " + all[i].range.to_string());
+    add_page(answer, all.size(), *offset, end > *offset ? end - *offset : 0);
+    return answer;
+}
+
+json cmd_lookup(const ControlContext& ctx, const std::string& params) {
+    std::vector<std::string> args = split_params(params);
+    json failure;
+    if (!expect_params(args, 1, 1, "/portmux/lookup,PROTO:PORT (e.g. tcp:8080)", &failure)) return failure;
+    auto range = PortRange::parse(args[0]);
+    if (!range) return error(range.error());
+    if (range->tcp == range->udp || range->ports.first != range->ports.last)
+        return error(fmt::format("\"{}\": give one protocol and one port, e.g. tcp:8080", args[0]));
+    L4Proto proto = range->tcp ? L4Proto::kTcp : L4Proto::kUdp;
+    PortLookup found = ctx.state->lookup(proto, range->ports.first);
+    Config config = ctx.state->running_config();
+    json answer;
+    answer["proto"] = to_string(proto);
+    answer["port"] = range->ports.first;
+    if (found.owner == kNoOwner) {
+        answer["target"] = config.unmatched == UnmatchedPolicy::kHost ? "host" : "none";
+        answer["owner"] = "none";
+        answer["delivery"] = to_string(config.unmatched);
+        return answer;
+    }
+    answer["target"] = ctx.state->owner_name(found.owner);
+    answer["owner"] = ctx.state->owner_name(found.owner);
+    answer["range"] = found.range ? found.range->to_string() : "";
+    answer["enabled"] = found.enabled ? 1 : 0;
+    answer["delivery"] = found.owner == kHostOwner ? "host" : found.enabled ? "vm" : "drop";
+    return answer;
+}
+
+json cmd_firewall_list(const ControlContext& ctx, const std::string& params) {
+    std::vector<std::string> args = split_params(params);
+    auto offset = parse_offset(args);
+    if (!offset) return error(offset.error());
+    if (!args.empty()) return error("usage: /portmux/firewall/list[,offset=N]");
+    FirewallConfig firewall = ctx.state->firewall();
+    Config holder;
+    holder.firewall = firewall;
+    json rules = config_to_json(holder).value("firewall", json::object()).value("rules", json::array());
+    json answer;
+    answer["default"] = to_string(firewall.default_action);
+    size_t end = std::min(firewall.rules.size(), *offset + kPageSize);
+    for (size_t i = *offset; i < end; ++i) answer[std::to_string(i)] = rules[i];
+    add_page(answer, firewall.rules.size(), *offset, end > *offset ? end - *offset : 0);
+    return answer;
+}
+
+// ---- changes --------------------------------------------------------------------------------------------
+
+json cmd_range_add(const ControlContext& ctx, const std::string& params) {
+    std::vector<std::string> args = split_params(params);
+    json failure;
+    if (!expect_params(args, 2, 2, "/portmux/range/add,TARGET,RANGE", &failure)) return failure;
+    auto range = PortRange::parse(args[1]);
+    if (!range) return error(range.error());
+    auto report = ctx.state->add_range(args[0], *range);
+    if (!report) return error(report.error());
+    return changed(*report, {{"added", range->to_string()}, {"target", args[0]}});
+}
+
+json cmd_range_del(const ControlContext& ctx, const std::string& params) {
+    std::vector<std::string> args = split_params(params);
+    json failure;
+    if (!expect_params(args, 1, 1, "/portmux/range/del,RANGE", &failure)) return failure;
+    auto range = PortRange::parse(args[0]);
+    if (!range) return error(range.error());
+    auto report = ctx.state->remove_range(*range);
+    if (!report) return error(report.error());
+    return changed(*report, {{"removed", range->to_string()}, {"from", report->previous}});
+}
+
+json cmd_range_move(const ControlContext& ctx, const std::string& params) {
+    std::vector<std::string> args = split_params(params);
+    json failure;
+    if (!expect_params(args, 2, 2, "/portmux/range/move,RANGE,TARGET", &failure)) return failure;
+    auto range = PortRange::parse(args[0]);
+    if (!range) return error(range.error());
+    auto report = ctx.state->move_range(*range, args[1]);
+    if (!report) return error(report.error());
+    return changed(*report, {{"moved", range->to_string()}, {"from", report->previous}, {"to", args[1]}});
+}
+
+json set_enabled(const ControlContext& ctx, const std::string& params, bool enabled) {
+    std::vector<std::string> args = split_params(params);
+    json failure;
+    if (!expect_params(args, 1, 1, enabled ? "/portmux/vm/enable,VM" : "/portmux/vm/disable,VM", &failure))
+        return failure;
+    auto report = ctx.state->set_vm_enabled(args[0], enabled);
+    if (!report) return error(report.error());
+    return changed(*report, {{"vm", args[0]}, {"enabled", enabled ? 1 : 0}, {"was", report->previous}});
+}
+
+json cmd_vm_disable(const ControlContext& ctx, const std::string& params) { return set_enabled(ctx, params, false); }
+json cmd_vm_enable(const ControlContext& ctx, const std::string& params) { return set_enabled(ctx, params, true); }
+
+json cmd_config_save(const ControlContext& ctx, const std::string& params) {
+    if (!trim(params).empty()) return error("/portmux/config/save takes no parameters");
+    if (ctx.config_file.empty()) return error("no configuration file to save to");
+    auto report = ctx.state->save(ctx.config_file);
+    if (!report) return error(report.error());
+    return changed(*report, {{"saved", ctx.config_file}});
+}
+
+json cmd_firewall_add(const ControlContext& ctx, const std::string& params) {
+    // "[INDEX,]RULE": the rule is a JSON object as in the configuration, and may itself contain commas.
+    std::string text = trim(params);
+    std::optional<size_t> index;
+    if (!text.empty() && std::isdigit(static_cast<unsigned char>(text[0]))) {
+        size_t comma = text.find(',');
+        if (comma == std::string::npos) return error("usage: /portmux/firewall/add,[INDEX,]RULE-JSON");
+        auto parsed = parse_index(trim(text.substr(0, comma)), "INDEX");
+        if (!parsed) return error(parsed.error());
+        index = *parsed;
+        text = trim(text.substr(comma + 1));
+    }
+    if (text.empty()) return error("usage: /portmux/firewall/add,[INDEX,]RULE-JSON");
+    FirewallRule rule;
+    try {
+        rule = parse_firewall_rule(json::parse(text), "rule");
+    } catch (const json::exception& e) {
+        return error(fmt::format("rule: invalid JSON: {}", e.what()));
+    } catch (const ConfigError& e) {
+        return error(fmt::format("{}: {}", e.path(), e.what()));
+    }
+    auto report = ctx.state->add_firewall_rule(index, rule);
+    if (!report) return error(report.error());
+    size_t count = ctx.state->firewall().rules.size();
+    return changed(*report, {{"added", index.value_or(count - 1)}, {"rules", count}});
+}
+
+json cmd_firewall_del(const ControlContext& ctx, const std::string& params) {
+    std::vector<std::string> args = split_params(params);
+    json failure;
+    if (!expect_params(args, 1, 1, "/portmux/firewall/del,INDEX", &failure)) return failure;
+    auto index = parse_index(args[0], "INDEX");
+    if (!index) return error(index.error());
+    auto report = ctx.state->remove_firewall_rule(*index);
+    if (!report) return error(report.error());
+    return changed(*report, {{"removed", *index}, {"rules", ctx.state->firewall().rules.size()}});
+}
+
+json cmd_firewall_default(const ControlContext& ctx, const std::string& params) {
+    std::vector<std::string> args = split_params(params);
+    json failure;
+    if (!expect_params(args, 1, 1, "/portmux/firewall/default,accept|drop", &failure)) return failure;
+    if (args[0] != "accept" && args[0] != "drop")
+        return error(fmt::format("\"{}\": expected accept or drop", args[0]));
+    auto report =
+        ctx.state->set_firewall_default(args[0] == "drop" ? FirewallAction::kDrop : FirewallAction::kAccept);
+    if (!report) return error(report.error());
+    return changed(*report, {{"default", args[0]}});
+}
+
+}  // namespace
+
+const std::vector<CommandSpec>& command_table() {
+    static const std::vector<CommandSpec> table = {
+        {"/portmux/info", "Version, shared addresses, lcores, ports, uptime. No parameters.", false, cmd_info},
+        {"/portmux/stats", "Counters: received/sent per port kind, deliveries and drops by reason. No parameters.",
+         false, cmd_stats},
+        {"/portmux/vms", "Every VM: port, MAC, enabled, link, counters. Parameters: [VM][,offset=N]", false, cmd_vms},
+        {"/portmux/ranges", "Ranges per owner in config syntax. Parameters: [TARGET][,offset=N]", false, cmd_ranges},
+        {"/portmux/lookup", "Who receives a port now. Parameter: PROTO:PORT", false, cmd_lookup},
+        {"/portmux/range/add", "Give a range to a VM or the host. Parameters: TARGET,RANGE", true, cmd_range_add},
+        {"/portmux/range/del", "Remove exactly that range. Parameter: RANGE", true, cmd_range_del},
+        {"/portmux/range/move", "Hand a range to another owner at once. Parameters: RANGE,TARGET", true,
+         cmd_range_move},
+        {"/portmux/vm/disable", "Close all of a VM's ranges (its traffic is dropped). Parameter: VM", true,
+         cmd_vm_disable},
+        {"/portmux/vm/enable", "Reopen a VM's ranges. Parameter: VM", true, cmd_vm_enable},
+        {"/portmux/config/save", "Write the running configuration to the --config file atomically.", true,
+         cmd_config_save},
+        {"/portmux/firewall/list", "Firewall default and rules in priority order. Parameters: [offset=N]", false,
+         cmd_firewall_list},
+        {"/portmux/firewall/add", "Insert a rule (JSON as in the config) at INDEX or last. Parameters: [INDEX,]RULE",
+         true, cmd_firewall_add},
+        {"/portmux/firewall/del", "Delete the rule at INDEX. Parameter: INDEX", true, cmd_firewall_del},
+        {"/portmux/firewall/default", "Set the firewall default. Parameter: accept|drop", true, cmd_firewall_default},
+    };
+    return table;
+}
+
+json run_command(const ControlContext& context, const std::string& name, const std::string& params) {
+    for (const CommandSpec& spec : command_table()) {
+        if (name != spec.name) continue;
+        if (spec.mutating && context.read_only) return error("portmux runs read-only: changes are disabled");
+        try {
+            return spec.handler(context, params);
+        } catch (const std::exception& e) {
+            return error(fmt::format("internal error: {}", e.what()));
+        }
+    }
+    return error(fmt::format("unknown command \"{}\"", name));
+}
+
+}  // namespace portmux
