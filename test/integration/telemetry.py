@@ -1,0 +1,53 @@
+"""A minimal client of DPDK's telemetry socket (dpdk_telemetry.v2), for tests and scripts."""
+
+import json
+import os
+import socket
+
+RUNTIME_DIR = "/var/run/dpdk"
+
+
+def socket_path(file_prefix):
+    """Where a DPDK process started with --file-prefix FILE_PREFIX serves telemetry."""
+    return os.path.join(RUNTIME_DIR, file_prefix, "dpdk_telemetry.v2")
+
+
+class TelemetryError(Exception):
+    pass
+
+
+class Telemetry:
+    """One connection: the server greets with a JSON object, then answers one JSON object per command."""
+
+    def __init__(self, path, timeout=5.0):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.connect(path)
+            # The hello tells how large an answer can be; read it with a generous buffer first.
+            self.hello = json.loads(self.sock.recv(1 << 16).decode())
+        except Exception:
+            self.sock.close()
+            raise
+        self.max_len = max(int(self.hello.get("max_output_len", 16384)), 16384)
+
+    def query(self, command):
+        """Sends COMMAND (e.g. "/portmux/stats" or "/portmux/lookup,tcp:80"); returns the command's value."""
+        self.sock.send(command.encode())
+        raw = self.sock.recv(self.max_len + 1024)
+        if not raw:
+            raise TelemetryError("telemetry closed the connection on %r" % command)
+        answer = json.loads(raw.decode())
+        name = command.split(",", 1)[0]
+        if name not in answer:
+            raise TelemetryError("unexpected answer to %r: %r" % (command, answer))
+        return answer[name]
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
