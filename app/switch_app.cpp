@@ -63,8 +63,7 @@ void log_totals(const CounterTotals& totals, const std::vector<Port>& ports) {
             PMX_LOG_INFO("{}: {}", counter_name(static_cast<SwitchCounter>(c)), totals.switch_counters[c]);
 }
 
-// Control-side objects that telemetry callbacks may still reach while the process exits: they live
-// until the process ends, reachable from here.
+// Control-side objects shared with telemetry callbacks; released in order at shutdown.
 struct ProcessLifetime {
     std::unique_ptr<SnapshotPublisher> publisher;
     std::unique_ptr<SwitchState> state;
@@ -143,7 +142,12 @@ int run_switch(const CommandLine& command_line, const Config& config) {
     PMX_LOG_INFO("stopping");
     rte_eal_mp_wait_lcore();
     log_totals(sum_counters(g_lifetime->control->counters, ports->ports().size()), ports->ports());
-    ports->close();
+    // Everything that lives in DPDK memory goes before rte_eal_cleanup(); telemetry must not reach it then.
+    quiesce_telemetry();
+    workers.clear();
+    ports.reset();
+    g_lifetime->state.reset();
+    g_lifetime->publisher.reset();
     rte_eal_cleanup();
     return 0;
 }

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 #include <rte_telemetry.h>
@@ -17,6 +18,9 @@ using nlohmann::json;
 
 // rte_telemetry callbacks carry no user pointer.
 std::atomic<const ControlContext*> g_context{nullptr};
+// Shutdown: once g_stopping is set no new command starts; quiesce_telemetry() waits for running ones.
+std::atomic<bool> g_stopping{false};
+std::atomic<int> g_in_flight{0};
 
 // A scalar into a dictionary. rte_telemetry has no booleans or floats: they become integers / strings.
 void add_dict_scalar(rte_tel_data* d, const std::string& key, const json& value) {
@@ -68,8 +72,12 @@ void to_tel_data(const json& answer, rte_tel_data* d) {
 }
 
 int dispatch(const char* cmd, const char* params, rte_tel_data* d) {
+    g_in_flight.fetch_add(1);
     const ControlContext* context = g_context.load();
-    json answer = run_command(*context, cmd, params == nullptr ? "" : params);
+    json answer = g_stopping.load() || context == nullptr
+                      ? json{{"error", "portmux is stopping"}}
+                      : run_command(*context, cmd, params == nullptr ? "" : params);
+    g_in_flight.fetch_sub(1);
     to_tel_data(answer, d);
     return 0;
 }
@@ -84,6 +92,15 @@ void register_telemetry(const ControlContext* context) {
             PMX_LOG_WARN("cannot register telemetry command {}", spec.name);
     }
     if (context->read_only) PMX_LOG_INFO("read-only: telemetry commands that change the switch are not registered");
+}
+
+}  // namespace portmux
+
+namespace portmux {
+
+void quiesce_telemetry() {
+    g_stopping.store(true);
+    while (g_in_flight.load() != 0) std::this_thread::yield();
 }
 
 }  // namespace portmux

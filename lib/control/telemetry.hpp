@@ -29,5 +29,8 @@ struct ControlContext {
 // Telemetry runs callbacks on its own threads (up to one per connection), so every command only reads
 // `context` or goes through SwitchState, which serialises changes. `context` lives until the process ends.
 void register_telemetry(const ControlContext* context);
+// Stops serving the commands (they answer an error from now on) and returns once none is running, so the
+// objects the context points to can be destroyed. Control side, at shutdown.
+void quiesce_telemetry();
 
 }  // namespace portmux
