@@ -163,6 +163,13 @@ struct Ip4 {
     uint8_t version = 4;
 };
 
+// Default addresses (peer to shared) with protocol `proto`.
+inline Ip4 ip4_proto(uint8_t proto) {
+    Ip4 ip;
+    ip.proto = proto;
+    return ip;
+}
+
 // An IPv4 packet; TCP/UDP checksums are filled in for unfragmented packets.
 inline Bytes ipv4(const Ip4& ip, Bytes payload) {
     const size_t header_len = 20 + ip.options.size();
@@ -223,6 +230,12 @@ struct Ip6 {
     std::vector<Ext> ext;
     int payload_len = -1;  // override
 };
+
+inline Ip6 ip6_proto(uint8_t proto) {
+    Ip6 ip;
+    ip.proto = proto;
+    return ip;
+}
 
 // An IPv6 packet; the ICMPv6/TCP/UDP checksum is filled in when the packet is not a fragment.
 inline Bytes ipv6(const Ip6& ip, Bytes l4) {

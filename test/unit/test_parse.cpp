@@ -54,7 +54,7 @@ TEST_CASE("parse: IPv4 TCP gives addresses, ports and the flow key in network by
 }
 
 TEST_CASE("parse: IPv4 UDP gives ports", "[parse]") {
-    const ParsedFrame f = parse(eth_ipv4(Ip4{{}, {}, 17}, udp(5353, 53, 12)));
+    const ParsedFrame f = parse(eth_ipv4(ip4_proto(17), udp(5353, 53, 12)));
     REQUIRE(f.kind == FrameKind::kIpv4);
     CHECK(f.ip_proto == 17);
     CHECK(f.has_ports);
@@ -76,7 +76,7 @@ TEST_CASE("parse: IPv4 options are skipped through IHL to reach the transport he
 }
 
 TEST_CASE("parse: ICMP over IPv4 has no ports and zero key ports", "[parse]") {
-    const ParsedFrame f = parse(eth_ipv4(Ip4{{}, {}, 1}, Bytes{8, 0, 0, 0, 0, 1, 0, 1}));
+    const ParsedFrame f = parse(eth_ipv4(ip4_proto(1), Bytes{8, 0, 0, 0, 0, 1, 0, 1}));
     REQUIRE(f.kind == FrameKind::kIpv4);
     CHECK(f.ip_proto == 1);
     CHECK_FALSE(f.has_ports);
@@ -85,7 +85,7 @@ TEST_CASE("parse: ICMP over IPv4 has no ports and zero key ports", "[parse]") {
 }
 
 TEST_CASE("parse: Ethernet padding after the IPv4 total length is accepted", "[parse]") {
-    Bytes frame = eth_ipv4(Ip4{{}, {}, 17}, udp(1, 2));
+    Bytes frame = eth_ipv4(ip4_proto(17), udp(1, 2));
     frame.resize(60, 0);
     const ParsedFrame f = parse(frame);
     REQUIRE(f.kind == FrameKind::kIpv4);
@@ -95,7 +95,7 @@ TEST_CASE("parse: Ethernet padding after the IPv4 total length is accepted", "[p
 
 TEST_CASE("parse: every truncation of Ethernet, IPv4 and TCP/UDP is malformed", "[parse]") {
     check_every_truncation(eth_ipv4(Ip4{}, tcp(1, 2, 0x18, 1, 2, 10)));
-    check_every_truncation(eth_ipv4(Ip4{{}, {}, 17}, udp(1, 2, 10)));
+    check_every_truncation(eth_ipv4(ip4_proto(17), udp(1, 2, 10)));
 }
 
 TEST_CASE("parse: headers cut by `available` are malformed even when the frame is long enough", "[parse]") {
@@ -168,7 +168,7 @@ TEST_CASE("parse: TCP data offset below 5 or beyond the IP payload is malformed"
 }
 
 TEST_CASE("parse: UDP length below 8 or beyond the IP payload is malformed", "[parse]") {
-    const Ip4 ip{{}, {}, 17};
+    const Ip4 ip = ip4_proto(17);
     CHECK(parse(eth_ipv4(ip, udp(1, 2, 4, 7))).kind == FrameKind::kMalformed);
     CHECK(parse(eth_ipv4(ip, udp(1, 2, 4, 13))).kind == FrameKind::kMalformed);
     CHECK(parse(eth_ipv4(ip, udp(1, 2, 4, 12))).kind == FrameKind::kIpv4);
@@ -177,7 +177,7 @@ TEST_CASE("parse: UDP length below 8 or beyond the IP payload is malformed", "[p
 }
 
 TEST_CASE("parse: IPv4 first fragment keeps its ports, later fragments have none", "[parse]") {
-    Ip4 ip{{}, {}, 17};
+    Ip4 ip = ip4_proto(17);
     ip.frag = 0x2000;  // MF, offset 0
     // The UDP length covers the whole datagram, more than this fragment carries.
     const ParsedFrame first = parse(eth_ipv4(ip, udp(1000, 53, 16, 3000)));
@@ -223,14 +223,14 @@ TEST_CASE("parse: IPv6 TCP gives addresses and ports", "[parse]") {
     CHECK(std::memcmp(f.key.v6.dst, kSharedIp6.data(), 16) == 0);
     CHECK(f.key.v6.dst_port == htons(443));
     check_every_truncation(frame);
-    check_every_truncation(eth_ipv6(Ip6{{}, {}, 17}, udp(1, 2, 5)));
+    check_every_truncation(eth_ipv6(ip6_proto(17), udp(1, 2, 5)));
 }
 
 TEST_CASE("parse: each IPv6 extension header is walked to the transport header", "[parse]") {
     const Ext headers[] = {ext_options(0, 0), ext_options(0, 2), ext_options(43, 1), ext_options(60, 0),
                            ext_auth(4), ext_auth(1), ext_fragment(0, true)};
     for (const Ext& e : headers) {
-        Ip6 ip{{}, {}, 17};
+        Ip6 ip = ip6_proto(17);
         ip.ext = {e};
         const Bytes frame = eth_ipv6(ip, udp(1, 4789, 8));
         const ParsedFrame f = parse(frame);
@@ -266,7 +266,7 @@ TEST_CASE("parse: up to 8 IPv6 extension headers are walked, a ninth is malforme
 }
 
 TEST_CASE("parse: an IPv6 extension header longer than the payload is malformed", "[parse]") {
-    Ip6 ip{{}, {}, 59};  // no next header
+    Ip6 ip = ip6_proto(59);  // no next header
     ip.ext = {ext_options(60, 3)};
     Bytes frame = eth_ipv6(ip, {});
     frame[14 + 40 + 1] = 4;  // claims 40 bytes, 32 present
@@ -291,7 +291,7 @@ TEST_CASE("parse: IPv6 version other than 6 is malformed", "[parse]") {
 }
 
 TEST_CASE("parse: IPv6 fragments: the first has ports, a later one stops the walk", "[parse]") {
-    Ip6 ip{{}, {}, 17};
+    Ip6 ip = ip6_proto(17);
     ip.ext = {ext_options(0), ext_fragment(0, true)};
     const ParsedFrame first = parse(eth_ipv6(ip, udp(7, 53, 16, 4000)));
     REQUIRE(first.kind == FrameKind::kIpv6);
@@ -314,7 +314,7 @@ TEST_CASE("parse: IPv6 fragments: the first has ports, a later one stops the wal
 }
 
 TEST_CASE("parse: neighbour solicitation and advertisement give type and target", "[parse]") {
-    Ip6 ip{{}, {}, 58};
+    Ip6 ip = ip6_proto(58);
     const Bytes ns = eth_ipv6(ip, ndp(135, kSharedIp6, lladdr_option(1, kPeerMac)));
     const ParsedFrame f = parse(ns);
     REQUIRE(f.kind == FrameKind::kIpv6);
@@ -332,7 +332,7 @@ TEST_CASE("parse: neighbour solicitation and advertisement give type and target"
 }
 
 TEST_CASE("parse: a neighbour solicitation shorter than 24 bytes has no target", "[parse]") {
-    const ParsedFrame f = parse(eth_ipv6(Ip6{{}, {}, 58}, icmpv6(135, 0, Bytes(10, 0))));
+    const ParsedFrame f = parse(eth_ipv6(ip6_proto(58), icmpv6(135, 0, Bytes(10, 0))));
     REQUIRE(f.kind == FrameKind::kIpv6);
     CHECK(f.icmp6_type == 135);
     CHECK_FALSE(f.has_ndp_target);
