@@ -277,12 +277,13 @@ class Runner:
                 client.close()
 
     def check_stats(self, case, stats):
+        before = len(self.errors)
         for key, want in sorted(getattr(case, "EXPECT_STATS", {}).items()):
             if key not in stats:
                 self.fail("stats: no counter %r in /portmux/stats" % key)
             elif stats[key] != want:
                 self.fail("stats: %s expected %d, got %d" % (key, want, stats[key]))
-        if self.errors:
+        if len(self.errors) > before:
             print("  /portmux/stats: %s" % json.dumps(stats, sort_keys=True))
 
     def compare(self, case, outputs, tx_paths):

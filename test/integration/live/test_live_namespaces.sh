@@ -34,10 +34,17 @@ expect_prefix() {
 # Client-side reply text of a TCP/UDP exchange (the tool prints "LOCAL_PORT<TAB>REPLY").
 reply_of() { cut -f2- <<<"$1"; }
 
-# json_true JSON EXPRESSION: whether the Python EXPRESSION over `d` (the decoded JSON) holds.
+# json_true JSON EXPRESSION: whether the Python EXPRESSION over `d` (the decoded JSON) holds. `vm(d, NAME)` is
+# a VM's entry in a /portmux/vms answer, whether keyed by name or listed with a "name" field (paged form).
 json_true() {
-    /usr/bin/python3 -c 'import json, sys; d = json.loads(sys.argv[1]); sys.exit(0 if eval("(" + sys.argv[2] + ")") else 1)' \
-        "$1" "$2"
+    /usr/bin/python3 -c '
+import json, sys
+def vm(d, name):
+    if name in d:
+        return d[name]
+    return next(v for v in d.values() if isinstance(v, dict) and v.get("name") == name)
+d = json.loads(sys.argv[1])
+sys.exit(0 if eval("(" + sys.argv[2] + ")") else 1)' "$1" "$2"
 }
 
 # json_check WHAT JSON EXPRESSION: the assertion form of json_true.
@@ -100,7 +107,7 @@ test_vm_cannot_send_from_another_vms_port() {
     ((after > before)) || pmx_fail "drop_spoof_port did not grow ($before -> $after) when vm2 sent from port 40500"
     pass "vm2 sending from vm1's port 40500 is blocked (drop_spoof_port $before -> $after)"
     json_check "vm2's own counters show the spoofed frames" "$(pmx_tel /portmux/vms)" \
-        'd["vm2"]["dropped_spoof"] >= 1 and d["vm1"]["dropped_spoof"] == 0'
+        'vm(d, "vm2")["dropped_spoof"] >= 1 and vm(d, "vm1")["dropped_spoof"] == 0'
 }
 
 # Every frame received is accounted for exactly once; retried briefly in case a kernel sends a frame
@@ -124,9 +131,9 @@ test_stats_are_consistent() {
                                  "drop_no_mbuf", "tx_dropped_uplink", "tx_dropped_host", "tx_dropped_vms"))'
     vms=$(pmx_tel /portmux/vms)
     json_check "vms: both VMs are up and enabled, and their counters add up to the switch's" "$vms" \
-        'all(d[v]["link"] == "up" and d[v]["enabled"] == 1 for v in ("vm1", "vm2"))
-         and d["vm1"]["tx_packets"] >= 4 and d["vm2"]["tx_packets"] >= 2
-         and d["vm1"]["rx_packets"] + d["vm2"]["rx_packets"] == '"$(pmx_tel /portmux/stats --key rx_vms)"
+        'all(vm(d, v)["link"] == "up" and vm(d, v)["enabled"] == 1 for v in ("vm1", "vm2"))
+         and vm(d, "vm1")["tx_packets"] >= 4 and vm(d, "vm2")["tx_packets"] >= 2
+         and vm(d, "vm1")["rx_packets"] + vm(d, "vm2")["rx_packets"] == '"$(pmx_tel /portmux/stats --key rx_vms)"
 }
 
 test_sigterm_stops_portmux_cleanly() {
