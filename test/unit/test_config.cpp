@@ -156,11 +156,11 @@ TEST_CASE("config: the document must be an object with known keys") {
     json doc = minimal();
     doc["shared_ipv6"] = "2001:db8::1";
     CHECK_CONFIG_ERROR(doc, "shared_ipv6",
-                       "unknown key (expected one of: eal, shared_ip, shared_ip6, uplink, host, vms, firewall, unmatched)");
+                       "unknown key (expected one of: eal, shared_ip, shared_ip6, uplink, host, vms, firewall, unmatched, control)");
     doc = minimal();
     doc["odd key"] = 1;
     CHECK_CONFIG_ERROR(doc, "$[\"odd key\"]",
-                       "unknown key (expected one of: eal, shared_ip, shared_ip6, uplink, host, vms, firewall, unmatched)");
+                       "unknown key (expected one of: eal, shared_ip, shared_ip6, uplink, host, vms, firewall, unmatched, control)");
 }
 
 TEST_CASE("config: shared_ip is a required unicast IPv4 address") {
@@ -476,6 +476,28 @@ TEST_CASE("config: unmatched is host, drop or reject") {
     CHECK_CONFIG_ERROR(doc, "unmatched", "\"vm\": expected \"host\", \"drop\" or \"reject\"");
     doc["unmatched"] = true;
     CHECK_CONFIG_ERROR(doc, "unmatched", "expected a string");
+}
+
+TEST_CASE("config: control.read_only is an optional boolean, false by default, and round-trips") {
+    json doc = minimal();
+    CHECK_FALSE(parse_config(doc).control.read_only);
+    doc["control"] = {{"read_only", true}};
+    Config config = parse_config(doc);
+    CHECK(config.control.read_only);
+    CHECK(parse_config(config_to_json(config)).control.read_only);
+    doc["control"] = {{"read_only", "yes"}};
+    CHECK_CONFIG_ERROR(doc, "control.read_only", "expected true or false");
+    doc["control"] = {{"readonly", true}};
+    CHECK_CONFIG_ERROR(doc, "control.readonly", "unknown key (expected one of: read_only)");
+}
+
+TEST_CASE("config: parse_firewall_rule reads one rule with errors at the given path") {
+    FirewallRule rule = parse_firewall_rule(json{{"action", "drop"}, {"proto", "udp"}, {"dst_ports", "53"}}, "rule");
+    CHECK(rule.action == FirewallAction::kDrop);
+    CHECK(rule.proto == std::optional<uint8_t>(17));
+    REQUIRE(rule.dst_ports);
+    CHECK(rule.dst_ports->first == 53);
+    CHECK_THROWS_AS(parse_firewall_rule(json{{"proto", "udp"}}, "rule"), ConfigError);
 }
 
 TEST_CASE("config file: an unreadable file is reported with the system's reason") {
