@@ -5,7 +5,8 @@
 # The topology and traffic tools come from scripts/demo.sh (docs/demo.md draws it); this file asserts.
 set -euo pipefail
 
-readonly ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
+readonly ROOT
 readonly PORTMUX=${1:?usage: test_live_namespaces.sh PORTMUX_BINARY}
 
 skip() {
