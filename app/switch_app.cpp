@@ -6,6 +6,7 @@
 #include <csignal>
 #include <cstdio>
 #include <memory>
+#include <regex>
 #include <thread>
 #include <vector>
 
@@ -40,11 +41,45 @@ void install_signal_handlers() {
     sigaction(SIGTERM, &action, nullptr);
 }
 
+// A PCI address as DPDK writes it: [domain:]bus:device.function, e.g. 0000:3b:00.0 or 3b:00.0.
+bool is_pci_address(const std::string& devargs) {
+    static const std::regex pattern("^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\\.[0-7]$");
+    return std::regex_match(devargs.substr(0, devargs.find(',')), pattern);
+}
+
+bool names_pci_policy(const std::vector<std::string>& args) {
+    for (const std::string& arg : args)
+        if (arg == "-a" || arg == "-b" || arg == "--no-pci" || arg.rfind("--allow", 0) == 0 ||
+            arg.rfind("--block", 0) == 0 || arg.rfind("-a", 0) == 0 || arg.rfind("-b", 0) == 0)
+            return true;
+    return false;
+}
+
+// portmux touches only the devices its configuration names: unless the EAL arguments already say which PCI
+// devices to use, the configured PCI addresses are allow-listed, or PCI is left alone when none is named
+// (otherwise the EAL would probe every NIC it can drive, including ones the host uses).
+std::vector<std::string> pci_policy(const Config& config, const std::vector<std::string>& eal_args) {
+    if (names_pci_policy(eal_args)) return {};
+    std::vector<std::string> devices{config.uplink.device, config.host.device};
+    for (const VmConfig& vm : config.vms)
+        if (!vm.device.empty()) devices.push_back(vm.device);
+    std::vector<std::string> policy;
+    for (const std::string& device : devices)
+        if (is_pci_address(device)) {
+            policy.push_back("-a");
+            policy.push_back(device);
+        }
+    if (policy.empty()) policy.push_back("--no-pci");
+    return policy;
+}
+
 void init_eal(const CommandLine& command_line, const Config& config) {
     // The configuration's "eal" first, so the command line can override it.
     std::vector<std::string> args{"portmux"};
     args.insert(args.end(), config.eal.begin(), config.eal.end());
     args.insert(args.end(), command_line.eal_args.begin(), command_line.eal_args.end());
+    std::vector<std::string> policy = pci_policy(config, std::vector<std::string>(args.begin() + 1, args.end()));
+    args.insert(args.begin() + 1, policy.begin(), policy.end());
     std::vector<char*> argv;
     for (std::string& arg : args) argv.push_back(arg.data());
     argv.push_back(nullptr);
