@@ -202,6 +202,9 @@ class Runner:
         expected_rx = {"uplink": len(case.SEND.get("uplink", [])), "host": len(case.SEND.get("host", []))}
         expected_rx["vms"] = sum(len(v) for k, v in case.SEND.items() if k not in ("uplink", "host"))
         stats, vms = self.wait_until_settled(expected_rx)
+        if self.proc.poll() is not None:  # it stopped by itself: there is nothing to judge but its log
+            self.dump_log()
+            return 1
 
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -329,7 +332,7 @@ class Runner:
     def run_check(self, case, outputs, stats, vms):
         parsed = {name: [Ether(b) for b in frames] for name, frames in outputs.items()}
         nparams = len(inspect.signature(case.CHECK).parameters)
-        args = (parsed, {"stats": stats or {}, "vms": vms or {}})[:nparams]
+        args = (parsed, {"stats": stats or {}, "vms": vms_by_name(vms)})[:nparams]
         try:
             result = case.CHECK(*args)
         except AssertionError as e:
@@ -369,6 +372,15 @@ class Runner:
                 print("kept %s" % self.workdir)
             else:
                 shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def vms_by_name(answer):
+    """/portmux/vms as VM name -> its entry (entries are keyed by position and carry a "name")."""
+    result = {}
+    for key, entry in (answer or {}).items():
+        if isinstance(entry, dict):
+            result[entry.get("name", key)] = entry
+    return result
 
 
 def summary(frame):
