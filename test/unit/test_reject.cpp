@@ -2,10 +2,12 @@
 #include <catch2/catch.hpp>
 
 #include <cstring>
+#include <memory>
 
 #include "frame_builder.hpp"
 #include "pipeline/parse.hpp"
 #include "pipeline/reject.hpp"
+#include "pipeline/vm_egress.hpp"
 
 using namespace portmux;
 using namespace portmux::test;
@@ -186,4 +188,40 @@ TEST_CASE("reject: no answer when the output buffer is too small", "[reject]") {
     CHECK(reject(eth_ipv4(Ip4{}, tcp(1, 8080)), 54).size() == 54);
     CHECK(reject(eth_ipv4(ip4_proto(17), udp(1, 6000)), 69).empty());
     CHECK(reject(eth_ipv4(ip4_proto(17), udp(1, 6000)), 70).size() == 70);
+}
+
+TEST_CASE("reject and rewrite: mutated frames never lead to reads or writes outside the buffer", "[reject]") {
+    // Valid frames with random bytes flipped and random lengths; the sanitizers catch any stray access.
+    Ip6 ip6 = ip6_proto(17);
+    ip6.ext = {ext_options(0), ext_fragment(0, false)};
+    const Bytes seeds[] = {
+        eth_ipv4(Ip4{}, tcp(1, 2, kSyn, 1, 0, 12)),
+        eth_ipv4(ip4_proto(17), udp(1, 2, 20)),
+        eth_ipv6(Ip6{}, tcp(1, 2, kAck, 1, 1, 3)),
+        eth_ipv6(ip6, udp(1, 2, 9)),
+        eth_ipv6(ip6_proto(58), ndp(135, kPeerIp6, lladdr_option(1, kVmMac))),
+        ethernet(0x0806, arp(2, kPeerIp, kSharedIp)),
+    };
+    uint32_t rng = 12345;
+    auto next = [&rng] { return rng = rng * 1103515245u + 12345u, rng >> 8; };
+    Bytes out(2048);
+    unsigned parsed_with_ports = 0;
+    for (const Bytes& seed : seeds) {
+        for (int round = 0; round < 3000; ++round) {
+            Bytes frame = seed;
+            for (int flips = next() % 4; flips >= 0; --flips) frame[next() % frame.size()] = static_cast<uint8_t>(next());
+            const uint32_t len = 12 + next() % static_cast<uint32_t>(frame.size() - 11);
+            std::unique_ptr<uint8_t[]> copy(new uint8_t[len]);
+            std::memcpy(copy.get(), frame.data(), len);
+            const ParsedFrame f = parse_frame(copy.get(), len, len);
+            if (f.has_ports) {
+                ++parsed_with_ports;
+                REQUIRE(f.l4_offset + 8u <= len);
+                REQUIRE(f.l3_offset + f.l3_length <= len);
+            }
+            build_reject(copy.get(), len, f, uplink_mac(), out.data(), static_cast<uint32_t>(out.size()));
+            rewrite_vm_egress(copy.get(), len, f, uplink_mac());
+        }
+    }
+    CHECK(parsed_with_ports > 0);
 }
