@@ -56,10 +56,12 @@ reaches() {
 
 # unanswered PROTO PORT WHY: a probe gets no answer.
 unanswered() {
-    if out=$(pmx_net "$PMX_NS_CLIENT" "$1" "$PMX_SHARED_IP" "$2" --timeout 2 2>&1); then
+    local patience=(--timeout 2)
+    [[ $1 == udp ]] && patience=(--tries 2)
+    if out=$(pmx_net "$PMX_NS_CLIENT" "$1" "$PMX_SHARED_IP" "$2" "${patience[@]}" 2>&1); then
         pmx_fail "$1/$2 should get no answer ($3), got: $out"
     fi
-    pass "$1/$2 gets no answer: $3"
+    pass "$1/$2 gets no answer: $3 (${out##*$'\n'})"
 }
 
 counter() { pmx_tel /portmux/stats --key "$1"; }
