@@ -15,7 +15,11 @@ namespace {
 
 using nlohmann::json;
 
-json error(const std::string& message) { return json{{"error", message}}; }
+// Telemetry cuts strings at kMaxMessage bytes: a longer message is shortened here, visibly.
+json error(const std::string& message) {
+    if (message.size() <= kMaxMessage) return json{{"error", message}};
+    return json{{"error", message.substr(0, kMaxMessage - 3) + "..."}};
+}
 
 std::string trim(const std::string& text) {
     size_t begin = 0, end = text.size();
@@ -138,9 +142,9 @@ json cmd_vms(const ControlContext& ctx, const std::string& params) {
         if (port.role == PortRole::kVm && (only.empty() || port.name == only)) vms.push_back(&port);
     if (!only.empty() && vms.empty()) return error(fmt::format("unknown VM \"{}\"", only));
     // One object per VM keyed by its position in the configuration ("0", "1", ...): names are values (see
-    // add_page). Pages of kPageSize VMs.
+    // add_page). Pages of kVmPageSize VMs.
     json answer = json::object();
-    size_t end = std::min(vms.size(), *offset + kPageSize);
+    size_t end = std::min(vms.size(), *offset + kVmPageSize);
     for (size_t i = *offset; i < end; ++i) {
         const Port& port = *vms[i];
         const VmConfig& vm = config.vms[port.index - kFirstVmPortIndex];
@@ -229,7 +233,7 @@ json cmd_firewall_list(const ControlContext& ctx, const std::string& params) {
     json rules = config_to_json(holder).value("firewall", json::object()).value("rules", json::array());
     json answer;
     answer["default"] = to_string(firewall.default_action);
-    size_t end = std::min(firewall.rules.size(), *offset + kPageSize);
+    size_t end = std::min(firewall.rules.size(), *offset + kRulePageSize);
     for (size_t i = *offset; i < end; ++i) answer[std::to_string(i)] = rules[i];
     add_page(answer, firewall.rules.size(), *offset, end > *offset ? end - *offset : 0);
     return answer;
@@ -307,8 +311,12 @@ json cmd_firewall_add(const ControlContext& ctx, const std::string& params) {
     FirewallRule rule;
     try {
         rule = parse_firewall_rule(json::parse(text), "rule");
+    } catch (const json::parse_error& e) {
+        return error(fmt::format("rule: invalid JSON at byte {} (expected an object like "
+                                 "{{\"action\": \"drop\", \"proto\": \"tcp\"}})",
+                                 e.byte));
     } catch (const json::exception& e) {
-        return error(fmt::format("rule: invalid JSON: {}", e.what()));
+        return error("rule: invalid JSON");
     } catch (const ConfigError& e) {
         return error(fmt::format("{}: {}", e.path(), e.what()));
     }

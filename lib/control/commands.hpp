@@ -25,7 +25,12 @@ const std::vector<CommandSpec>& command_table();
 // failure is {"error": "<what is wrong>"} and changes nothing. Any thread.
 nlohmann::json run_command(const ControlContext& context, const std::string& name, const std::string& params);
 
-// Answers are split into pages so that one fits telemetry's limits (16 KiB, 256 dictionary entries).
-inline constexpr size_t kPageSize = 200;
+// Answers are split into pages so that one fits telemetry's limits (16 KiB in all, 256 dictionary entries,
+// 128-byte strings): ranges are short strings, VMs and firewall rules are objects of up to ~250 bytes.
+inline constexpr size_t kPageSize = 200;      // /portmux/ranges entries
+inline constexpr size_t kVmPageSize = 40;     // /portmux/vms objects
+inline constexpr size_t kRulePageSize = 50;   // /portmux/firewall/list rules
+// Telemetry truncates strings at 127 bytes; error messages are kept under it.
+inline constexpr size_t kMaxMessage = 127;
 
 }  // namespace portmux

@@ -1,6 +1,8 @@
 // Decisions for frames received on the uplink: which path a parsed frame takes, and who gets a packet.
 #include "pipeline/ingress_decision.hpp"
 
+#include <cstring>
+
 #include "core/port_range.hpp"
 
 namespace portmux {
@@ -52,10 +54,36 @@ UplinkPlan plan_uplink_frame(const ParsedFrame& frame, const SharedAddresses& sh
     }
 }
 
+namespace {
+
+// An ICMP error about a packet sent from the shared address goes to the owner of the port that sent it,
+// so path-MTU discovery and traceroute work inside VMs. Anything else ICMP stays with the host.
+DeliveryDecision decide_icmp_error(const ParsedFrame& frame, const PortOwnerTable& table, const OwnerTarget* owners) {
+    DeliveryDecision d;
+    d.delivery = Delivery::kHost;
+    const bool v6 = frame.kind == FrameKind::kIpv6;
+    const void* destination = v6 ? static_cast<const void*>(frame.key.v6.dst) : &frame.key.v4.dst;
+    if (!frame.has_quoted_ports || std::memcmp(frame.quoted_src, destination, v6 ? 16 : 4) != 0) return d;
+    const L4Proto proto = frame.quoted_proto == kIpProtoTcp ? L4Proto::kTcp : L4Proto::kUdp;
+    const OwnerId id = table.lookup(proto, frame.quoted_src_port);
+    if (id == kNoOwner || owners[id].kind != OwnerKind::kVm) return d;
+    d.owner = id;
+    if (owners[id].enabled) {
+        d.delivery = Delivery::kVm;
+    } else {
+        d.delivery = Delivery::kDrop;
+        d.drop_reason = SwitchCounter::drop_vm_disabled;
+    }
+    return d;
+}
+
+}  // namespace
+
 DeliveryDecision decide_delivery(const ParsedFrame& frame, const PortOwnerTable& table, const OwnerTarget* owners,
                                  UnmatchedPolicy unmatched) {
     DeliveryDecision d;
     if (!frame.has_ports || (frame.ip_proto != kIpProtoTcp && frame.ip_proto != kIpProtoUdp)) {
+        if (frame.has_quoted_ports) return decide_icmp_error(frame, table, owners);
         d.delivery = Delivery::kHost;
         return d;
     }

@@ -78,6 +78,41 @@ bool parse_l4(const uint8_t* data, uint32_t readable, uint32_t l3_end, ParsedFra
     return true;
 }
 
+bool is_icmp_error(bool v6, uint8_t type) {
+    // IPv4: destination unreachable, time exceeded, parameter problem. IPv6: destination unreachable,
+    // packet too big, time exceeded, parameter problem.
+    return v6 ? (type >= 1 && type <= 4) : (type == 3 || type == 11 || type == 12);
+}
+
+// The packet quoted by an ICMP error at f.l4_offset. Only the first 8 bytes of the quoted transport header
+// are guaranteed (RFC 792), which is enough for its ports. IPv6 quotes are read when TCP/UDP follows the
+// fixed header directly; a quote with extension headers is left to the host.
+void parse_icmp_error(const uint8_t* data, uint32_t readable, uint32_t l3_end, bool v6, ParsedFrame& f) {
+    const uint32_t end = l3_end < readable ? l3_end : readable;
+    const uint32_t icmp = f.l4_offset;
+    if (end - icmp < 8 || !is_icmp_error(v6, data[icmp])) return;
+    const uint32_t inner = icmp + 8;
+    uint32_t quoted_l4;
+    uint8_t proto;
+    if (!v6) {
+        if (end - inner < kIpv4MinHeaderLen || (data[inner] >> 4) != 4) return;
+        const uint32_t header_len = static_cast<uint32_t>(data[inner] & 0x0f) * 4;
+        if (header_len < kIpv4MinHeaderLen || (load16(data + inner + 6) & 0x1fff) != 0) return;
+        proto = data[inner + 9];
+        std::memcpy(f.quoted_src, data + inner + 12, 4);
+        quoted_l4 = inner + header_len;
+    } else {
+        if (end - inner < kIpv6HeaderLen || (data[inner] >> 4) != 6) return;
+        proto = data[inner + 6];
+        std::memcpy(f.quoted_src, data + inner + 8, 16);
+        quoted_l4 = inner + kIpv6HeaderLen;
+    }
+    if ((proto != kIpProtoTcp && proto != kIpProtoUdp) || quoted_l4 > end || end - quoted_l4 < 4) return;
+    f.has_quoted_ports = true;
+    f.quoted_proto = proto;
+    f.quoted_src_port = load16(data + quoted_l4);
+}
+
 ParsedFrame parse_ipv4(const uint8_t* data, uint32_t readable, uint32_t frame_len) {
     ParsedFrame f;
     f.l3_offset = kEthHeaderLen;
@@ -104,6 +139,7 @@ ParsedFrame parse_ipv4(const uint8_t* data, uint32_t readable, uint32_t frame_le
     std::memcpy(&f.key.v4.dst, ip + 16, 4);
     if (frag_offset != 0) return f;  // the transport header is in the first fragment, not here
     if (!parse_l4(data, readable, kEthHeaderLen + total_len, f, &f.key.v4.src_port)) return malformed(kEthHeaderLen);
+    if (f.ip_proto == kIpProtoIcmp && !f.is_fragment) parse_icmp_error(data, readable, kEthHeaderLen + total_len, false, f);
     return f;
 }
 
@@ -169,6 +205,7 @@ ParsedFrame parse_ipv6(const uint8_t* data, uint32_t readable, uint32_t frame_le
             f.has_ndp_target = true;
             std::memcpy(f.ndp_target, icmp + 8, 16);
         }
+        parse_icmp_error(data, readable, l3_end, true, f);
     }
     return f;
 }

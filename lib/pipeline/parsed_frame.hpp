@@ -56,6 +56,14 @@ struct ParsedFrame {
     bool has_ndp_target = false;  // neighbour solicitation/advertisement with a complete target field
     uint8_t ndp_target[16] = {};
 
+    // ICMP/ICMPv6 errors (destination/port unreachable, fragmentation needed / packet too big, time
+    // exceeded, parameter problem) quoting a TCP/UDP packet: the quoted packet's source, which for an error
+    // about a packet portmux forwarded is the shared address and the port of the VM that sent it.
+    bool has_quoted_ports = false;
+    uint8_t quoted_proto = 0;       // 6 or 17
+    uint16_t quoted_src_port = 0;   // host byte order
+    uint8_t quoted_src[16] = {};    // IPv4 uses the first 4 bytes (network byte order)
+
     union {
         FlowKey4 v4;
         FlowKey6 v6;
