@@ -10,6 +10,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -707,6 +708,10 @@ int main(int argc, char** argv) {
             return 1;
         }
     }
+    // A private prefix leaves a runtime directory (telemetry socket) behind: remove it with the EAL.
+    const std::string runtime_dir = rte_eal_get_runtime_dir();
     rte_eal_cleanup();
+    std::error_code ignored;
+    std::filesystem::remove_all(runtime_dir, ignored);
     return 0;
 }

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Smoke run of both benchmarks (--quick): they must complete and write JSON with every expected key.
+# No timing is judged here. Usage: smoke.sh BENCH_STAGES PORTMUX BENCH_THROUGHPUT_SH
+set -euo pipefail
+
+STAGES="$1"
+PORTMUX="$2"
+THROUGHPUT="$3"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "bench-smoke: needs root (DPDK runtime directory, network namespace): skipped"
+  exit 77
+fi
+OUT="$(mktemp -d /tmp/pmx-bench-smoke.XXXXXX)"
+trap 'rm -rf "$OUT"' EXIT
+
+"$STAGES" --quick --json "$OUT/stages.json" > "$OUT/stages.txt"
+bash "$THROUGHPUT" --portmux "$PORTMUX" --quick --json "$OUT/throughput.json" > "$OUT/throughput.txt"
+
+/usr/bin/python3 - "$OUT/stages.json" "$OUT/throughput.json" <<'PY'
+import json
+import sys
+
+stages = json.load(open(sys.argv[1]))
+throughput = json.load(open(sys.argv[2]))
+missing = []
+
+
+def need(doc, path, number=False):
+    node = doc
+    for part in path.split("/"):
+        if not isinstance(node, dict) or part not in node:
+            missing.append(path)
+            return
+        node = node[part]
+    if number and not isinstance(node, (int, float)):
+        missing.append(path + " (a number)")
+
+
+STAT = ("min", "median", "max")
+for key in ("tsc_hz", "burst", "runs", "eal", "warnings"):
+    need(stages, key)
+for stage in ("parse_frame", "decide_delivery", "vm_egress"):
+    for s in STAT:
+        need(stages, "stages/%s/%s" % (stage, s), number=True)
+for rules in ("0", "100", "1000", "10000"):
+    for fam in ("v4", "v6"):
+        for s in STAT:
+            need(stages, "stages/firewall/%s/portmux_%s/%s" % (rules, fam, s), number=True)
+        need(stages, "stages/firewall/%s/rte_acl_%s" % (rules, fam))
+        need(stages, "stages/firewall/%s/ratio_%s" % (rules, fam))
+        if rules != "0":
+            need(stages, "stages/firewall/%s/rte_acl_%s/median" % (rules, fam), number=True)
+for ranges in ("1", "1000", "65536"):
+    for impl in ("portmux", "rte_lpm", "rte_fib"):
+        for s in STAT:
+            need(stages, "stages/range_lookup/%s/%s/%s" % (ranges, impl, s), number=True)
+    need(stages, "stages/range_lookup/%s/ratio_lpm" % ranges, number=True)
+    need(stages, "stages/range_lookup/%s/ratio_fib" % ranges, number=True)
+
+for key in ("date", "repeat", "lcores", "warnings"):
+    need(throughput, key)
+# Part a needs nothing but the binaries: it must have measured something.
+for key in ("testpmd_io", "portmux_0_rules", "portmux_1000_rules"):
+    need(throughput, "switch_no_vms/%s/median" % key, number=True)
+need(throughput, "switch_no_vms/ratio_0_rules", number=True)
+need(throughput, "switch_no_vms/ratio_1000_rules", number=True)
+# The others may be skipped (no hugepages, no namespaces) but keep their keys.
+for size in ("64", "1518"):
+    for key in ("testpmd_io", "portmux", "ovs_dpdk", "ratio_testpmd", "ratio_ovs"):
+        need(throughput, "vhost/%s/%s" % (size, key))
+need(throughput, "vhost/skipped")
+for key in ("rates", "highest_rate_zero_loss", "highest_requested_rate_met_with_zero_loss", "worst_latency_ms"):
+    need(throughput, "control_under_load/%s" % key)
+if not throughput.get("control_under_load", {}).get("rates"):
+    missing.append("control_under_load/rates (at least one rate)")
+for n in ("1", "1000", "65536"):
+    need(throughput, "scale/ranges/%s" % n)
+for n in ("1", "8", "30", "64"):
+    need(throughput, "scale/vms/%s" % n)
+for key in ("host_only_mpps", "vm_only_mpps", "mixed_vm_mpps", "mixed_host_mpps", "ratio_mixed_vm_vs_vm_only",
+            "host_tx_dropped_per_s", "skipped"):
+    need(throughput, "exception/%s" % key)
+
+if missing:
+    print("bench-smoke: missing or wrong keys:\n  " + "\n  ".join(missing))
+    sys.exit(1)
+print("bench-smoke: both benchmarks completed; stage and throughput JSON hold every expected key")
+PY
