@@ -98,6 +98,21 @@ void log_totals(const CounterTotals& totals, const std::vector<Port>& ports) {
             PMX_LOG_INFO("{}: {}", counter_name(static_cast<SwitchCounter>(c)), totals.switch_counters[c]);
 }
 
+// Logs link changes (every port's first state too) and hands them to SwitchState: a VM's link drives its
+// failover to a backup. `link` holds the last state seen per port, -1 before the first look.
+void watch_links(const PortSet& ports, SwitchState& state, std::vector<int>& link) {
+    for (const Port& port : ports.ports()) {
+        const int up = ports.link_up(port.index) ? 1 : 0;
+        if (up == link[port.index]) continue;
+        link[port.index] = up;
+        const bool is_vm = port.role == PortRole::kVm;
+        PMX_LOG_INFO("{}: link {}", is_vm ? fmt::format("VM \"{}\"", port.name) : port.name, up ? "up" : "down");
+        if (is_vm && state.set_link(port.index - kFirstVmPortIndex, up == 1))
+            PMX_LOG_INFO("VM \"{}\": its ranges are now served by \"{}\"", port.name,
+                         state.served_by(port.index - kFirstVmPortIndex));
+    }
+}
+
 // Control-side objects shared with telemetry callbacks; released in order at shutdown.
 struct ProcessLifetime {
     std::unique_ptr<SnapshotPublisher> publisher;
@@ -157,20 +172,17 @@ int run_switch(const CommandLine& command_line, const Config& config) {
     }
 
     install_signal_handlers();
+    // Links first: a VM whose port is down at start is served by its backup from the first packet on.
+    std::vector<int> link(ports->ports().size(), -1);
+    watch_links(*ports, *g_lifetime->state, link);
     for (size_t i = 0; i < workers.size(); ++i)
         rte_eal_remote_launch(Worker::lcore_main, workers[i].get(), worker_lcores[i]);
     register_telemetry(g_lifetime->control.get());
     PMX_LOG_INFO("forwarding with {} worker(s); shared address {}", workers.size(), config.shared_ip.to_string());
 
     // The main lcore is the control side: it only watches links (and signals) while telemetry serves commands.
-    std::vector<bool> link(ports->ports().size(), false);
     while (!g_stop.load()) {
-        for (const Port& port : ports->ports()) {
-            bool up = ports->link_up(port.index);
-            if (up != link[port.index])
-                PMX_LOG_INFO("{}: link {}", port.role == PortRole::kVm ? fmt::format("VM \"{}\"", port.name) : port.name, up ? "up" : "down");
-            link[port.index] = up;
-        }
+        watch_links(*ports, *g_lifetime->state, link);
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
 

@@ -36,6 +36,7 @@ struct VmConfig {
     MacAddr mac;
     std::vector<PortRange> ranges;
     bool enabled = true;  // extension: "enabled": false starts the VM disabled
+    std::string backup;   // extension: a VM that serves this VM's ranges while its port is down
 };
 
 enum class FirewallAction : uint8_t { kAccept, kDrop };

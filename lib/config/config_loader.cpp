@@ -241,7 +241,7 @@ std::vector<VmConfig> parse_vms(const json& value, const std::string& path, Devi
         const std::string at = element(path, i);
         const json& item = value[i];
         expect_object(item, at);
-        check_keys(item, at, {"name", "vhost", "vhost_mode", "device", "mac", "ranges", "enabled"});
+        check_keys(item, at, {"name", "vhost", "vhost_mode", "device", "mac", "ranges", "enabled", "backup"});
         VmConfig vm;
 
         const std::string name_path = child(at, "name");
@@ -287,7 +287,17 @@ std::vector<VmConfig> parse_vms(const json& value, const std::string& path, Devi
             vm.enabled = enabled->get<bool>();
         }
         if (const json* list = find(item, "ranges")) vm.ranges = ranges.parse_list(*list, child(at, "ranges"), vm_owner_id(i));
+        if (const json* backup = find(item, "backup")) vm.backup = expect_nonempty_string(*backup, child(at, "backup"));
         vms.push_back(std::move(vm));
+    }
+    // A backup names another VM of the list (only one level: a backup's own backup is not followed).
+    for (size_t i = 0; i < vms.size(); ++i) {
+        if (vms[i].backup.empty()) continue;
+        const std::string at = child(element(path, i), "backup");
+        if (vms[i].backup == vms[i].name) fail(at, fmt::format("{}: a VM cannot be its own backup", in_quotes(vms[i].backup)));
+        bool known = false;
+        for (const VmConfig& other : vms) known = known || other.name == vms[i].backup;
+        if (!known) fail(at, fmt::format("{}: no VM has this name", in_quotes(vms[i].backup)));
     }
     return vms;
 }

@@ -68,6 +68,7 @@ json config_to_json(const Config& config) {
         item["mac"] = vm.mac.to_string();
         item["ranges"] = ranges_to_json(vm.ranges);
         if (!vm.enabled) item["enabled"] = false;
+        if (!vm.backup.empty()) item["backup"] = vm.backup;
         vms.push_back(item);
     }
     doc["vms"] = vms;

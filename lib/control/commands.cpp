@@ -161,6 +161,8 @@ json cmd_vms(const ControlContext& ctx, const std::string& params) {
             entry["device"] = port.devargs;
         }
         entry["ranges"] = ctx.state->ranges(port.owner).size();
+        if (!vm.backup.empty()) entry["backup"] = vm.backup;
+        entry["served_by"] = ctx.state->served_by(port.index - kFirstVmPortIndex);
         for (size_t c = 0; c < kPortCounterCount; ++c)
             entry[counter_name(static_cast<PortCounter>(c))] = t.ports[port.index][c];
         answer[std::to_string(port.index - kFirstVmPortIndex)] = entry;
@@ -214,8 +216,10 @@ json cmd_lookup(const ControlContext& ctx, const std::string& params) {
         answer["delivery"] = to_string(config.unmatched);
         return answer;
     }
-    answer["target"] = ctx.state->owner_name(found.owner);
+    // The owner's traffic may be served by its backup while its port is down.
     answer["owner"] = ctx.state->owner_name(found.owner);
+    answer["target"] = found.owner >= kFirstVmOwner ? ctx.state->served_by(found.owner - kFirstVmOwner)
+                                                    : ctx.state->owner_name(found.owner);
     answer["range"] = found.range ? found.range->to_string() : "";
     answer["enabled"] = found.enabled ? 1 : 0;
     answer["delivery"] = found.owner == kHostOwner ? "host" : found.enabled ? "vm" : "drop";

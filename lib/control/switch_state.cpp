@@ -32,7 +32,7 @@ Result<ChangeReport> fail(std::string message) { return Result<ChangeReport>::fa
 }  // namespace
 
 SwitchState::SwitchState(Config config, SnapshotPublisher& publisher)
-    : config_(std::move(config)), vm_count_(config_.vms.size()), publisher_(publisher) {
+    : config_(std::move(config)), vm_count_(config_.vms.size()), link_up_(vm_count_, true), publisher_(publisher) {
     // The configuration was validated: no range overlaps another.
     for (const PortRange& range : config_.host.ranges) registry_.add(range, kHostOwner);
     for (size_t i = 0; i < config_.vms.size(); ++i)
@@ -169,12 +169,39 @@ std::unique_ptr<Snapshot> SwitchState::build_snapshot_locked() {
     snap->owners[kHostOwner].port = kHostPortIndex;
     for (size_t i = 0; i < config_.vms.size(); ++i) {
         OwnerTarget& target = snap->owners[vm_owner_id(i)];
+        const size_t serving = serving_index_locked(i);
         target.kind = OwnerKind::kVm;
         target.enabled = config_.vms[i].enabled;
-        target.port = vm_port_index(i);
-        target.mac = config_.vms[i].mac;
+        target.port = vm_port_index(serving);
+        target.mac = config_.vms[serving].mac;
     }
     return snap;
+}
+
+// A VM whose port is down is served by its backup when the backup is up and enabled.
+size_t SwitchState::serving_index_locked(size_t vm_index) const {
+    const VmConfig& vm = config_.vms[vm_index];
+    if (link_up_[vm_index] || vm.backup.empty()) return vm_index;
+    for (size_t b = 0; b < config_.vms.size(); ++b)
+        if (config_.vms[b].name == vm.backup && link_up_[b] && config_.vms[b].enabled) return b;
+    return vm_index;
+}
+
+bool SwitchState::set_link(size_t vm_index, bool up) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    if (vm_index >= link_up_.size() || link_up_[vm_index] == up) return false;
+    std::vector<size_t> before(vm_count_);
+    for (size_t i = 0; i < vm_count_; ++i) before[i] = serving_index_locked(i);
+    link_up_[vm_index] = up;
+    bool changed = false;
+    for (size_t i = 0; i < vm_count_; ++i) changed = changed || serving_index_locked(i) != before[i];
+    if (changed) publish_locked();
+    return changed;
+}
+
+std::string SwitchState::served_by(size_t vm_index) const {
+    std::lock_guard<std::mutex> guard(mutex_);
+    return vm_index < vm_count_ ? config_.vms[serving_index_locked(vm_index)].name : "";
 }
 
 PortLookup SwitchState::lookup(L4Proto proto, uint16_t port) const {

@@ -50,6 +50,12 @@ public:
     Result<ChangeReport> add_firewall_rule(std::optional<size_t> index, const FirewallRule& rule);
     Result<ChangeReport> remove_firewall_rule(size_t index);
     Result<ChangeReport> set_firewall_default(FirewallAction action);
+    // The link of VM `vm_index`'s port went up or down (a vhost-user guest attached or left). A VM with a
+    // backup hands its ranges to the backup while it is down, and takes them back when it returns.
+    // Returns true when the snapshot changed. Control side (the main lcore's link watcher).
+    bool set_link(size_t vm_index, bool up);
+    // The VM that receives VM `vm_index`'s traffic now: itself, or its backup while it is down.
+    std::string served_by(size_t vm_index) const;
     // Writes the running configuration to `file` atomically (temporary file, fsync, rename).
     Result<ChangeReport> save(const std::string& file) const;
 
@@ -68,12 +74,14 @@ private:
     Result<ChangeReport> rebuild_firewall_locked(FirewallConfig next);
     std::string describe_conflict_locked(const PortRange& range, const RangeConflict& conflict) const;
     Config running_config_locked() const;
+    size_t serving_index_locked(size_t vm_index) const;
 
     mutable std::mutex mutex_;
     Config config_;  // VMs and firewall as running; ranges are kept in registry_
     RangeRegistry registry_;
     const size_t vm_count_;
     std::shared_ptr<const Firewall> firewall_;
+    std::vector<bool> link_up_;  // by VM index; assumed up until the link watcher says otherwise
     uint64_t generation_ = 0;
     uint64_t firewall_builds_ = 0;
     SnapshotPublisher& publisher_;

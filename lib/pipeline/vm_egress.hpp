@@ -20,8 +20,10 @@ struct EgressDecision {
 // IPv4/IPv6 whose source is the shared address, where TCP/UDP must use a source port that `table` gives to
 // `self` for that protocol (a non-first fragment carries no port and passes on its address alone);
 // nothing else (malformed frames, other non-IP frames: dropped). Pure function.
+// With `owners` (indexed by OwnerId), a source port also passes when its owner is currently served by the
+// same port as `self`: a backup VM answers for the ranges of the VM it stands in for.
 EgressDecision check_vm_egress(const ParsedFrame& frame, const SharedAddresses& shared, const PortOwnerTable& table,
-                               OwnerId self);
+                               OwnerId self, const OwnerTarget* owners = nullptr);
 
 // Makes a checked VM frame look like the uplink's own: Ethernet source, ARP sender hardware address, and
 // the source/target link-layer address options of neighbour discovery (fixing the ICMPv6 checksum) all

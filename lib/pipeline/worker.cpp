@@ -362,7 +362,7 @@ void Worker::handle_vm(const Snapshot& snap, uint16_t port_index, rte_mbuf** pkt
         if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void*));
         rte_mbuf* m = pkts[i];
         ParsedFrame parsed = parse(m, scratch);
-        EgressDecision decision = check_vm_egress(parsed, snap.shared, *snap.table, self);
+        EgressDecision decision = check_vm_egress(parsed, snap.shared, *snap.table, self, snap.owners.data());
         if (!decision.forward) {
             counters_->add(port_index, PortCounter::dropped_spoof);
             drop(m, decision.drop_reason);

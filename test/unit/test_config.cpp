@@ -246,7 +246,7 @@ TEST_CASE("config: vms is an array of objects with known keys") {
     doc["vms"] = json{vm("web", "52:54:00:00:00:01")};
     doc["vms"][0]["nmae"] = "x";
     CHECK_CONFIG_ERROR(doc, "vms[0].nmae",
-                       "unknown key (expected one of: name, vhost, vhost_mode, device, mac, ranges, enabled)");
+                       "unknown key (expected one of: name, vhost, vhost_mode, device, mac, ranges, enabled, backup)");
 }
 
 TEST_CASE("config: at most 4094 VMs, the owner identifiers available") {
@@ -333,6 +333,22 @@ TEST_CASE("config: enabled is an optional boolean, true by default") {
     CHECK_FALSE(parse_config(doc).vms[0].enabled);
     doc["vms"][0]["enabled"] = "no";
     CHECK_CONFIG_ERROR(doc, "vms[0].enabled", "expected true or false");
+}
+
+TEST_CASE("config: backup names another VM of the list") {
+    json doc = minimal();
+    doc["vms"] = json{vm("web", "52:54:00:00:00:01"), vm("web2", "52:54:00:00:00:02")};
+    CHECK(parse_config(doc).vms[0].backup.empty());
+    doc["vms"][0]["backup"] = "web2";
+    Config config = parse_config(doc);
+    CHECK(config.vms[0].backup == "web2");
+    CHECK(parse_config(config_to_json(config)).vms[0].backup == "web2");
+    doc["vms"][0]["backup"] = "web";
+    CHECK_CONFIG_ERROR(doc, "vms[0].backup", "\"web\": a VM cannot be its own backup");
+    doc["vms"][0]["backup"] = "nobody";
+    CHECK_CONFIG_ERROR(doc, "vms[0].backup", "\"nobody\": no VM has this name");
+    doc["vms"][0]["backup"] = 3;
+    CHECK_CONFIG_ERROR(doc, "vms[0].backup", "expected a string");
 }
 
 TEST_CASE("config: range syntax errors name the range's path") {
