@@ -77,6 +77,10 @@ void check_parsed(const ParsedFrame& p, uint32_t length) {
         if (p.first_fragment) FUZZ_CHECK(p.is_fragment);
     }
     if (p.has_ndp_target) FUZZ_CHECK(p.kind == FrameKind::kIpv6 && p.ip_proto == kIpProtoIcmpv6);
+    if (p.has_quoted_ports) {
+        FUZZ_CHECK(ip && (p.ip_proto == kIpProtoIcmp || p.ip_proto == kIpProtoIcmpv6));
+        FUZZ_CHECK(is_tcp_udp(p.quoted_proto));
+    }
 }
 
 bool valid_counter(SwitchCounter c) { return static_cast<uint16_t>(c) < kSwitchCounterCount; }
@@ -104,11 +108,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             FUZZ_CHECK(static_cast<uint8_t>(d.delivery) <= static_cast<uint8_t>(Delivery::kReject));
             FUZZ_CHECK(valid_counter(d.drop_reason));
             if (d.delivery == Delivery::kVm) {
-                // Only an enabled VM's own port, and only with ports the parser vouched for.
-                FUZZ_CHECK(p.has_ports);
+                // Only an enabled VM's own port, and only with ports the parser vouched for: the destination
+                // port of TCP/UDP, or the source port of the flow an ICMP error quotes.
                 FUZZ_CHECK(d.owner == kVm);
-                const L4Proto proto = p.ip_proto == kIpProtoTcp ? L4Proto::kTcp : L4Proto::kUdp;
-                FUZZ_CHECK(fx.table->lookup(proto, p.dst_port) == kVm);
+                if (p.has_ports && is_tcp_udp(p.ip_proto)) {
+                    const L4Proto proto = p.ip_proto == kIpProtoTcp ? L4Proto::kTcp : L4Proto::kUdp;
+                    FUZZ_CHECK(fx.table->lookup(proto, p.dst_port) == kVm);
+                } else {
+                    FUZZ_CHECK(p.has_quoted_ports);
+                    FUZZ_CHECK(p.ip_proto == kIpProtoIcmp || p.ip_proto == kIpProtoIcmpv6);
+                    FUZZ_CHECK(is_tcp_udp(p.quoted_proto));
+                    const L4Proto proto = p.quoted_proto == kIpProtoTcp ? L4Proto::kTcp : L4Proto::kUdp;
+                    FUZZ_CHECK(fx.table->lookup(proto, p.quoted_src_port) == kVm);
+                }
             }
             if (d.delivery == Delivery::kReject) {
                 FUZZ_CHECK(policy == UnmatchedPolicy::kReject && p.has_ports);

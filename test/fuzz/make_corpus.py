@@ -7,7 +7,7 @@ import json
 import os
 
 from scapy.all import (ARP, Dot1Q, Ether, ICMP, ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr,
-                       ICMPv6NDOptSrcLLAddr, IP, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop,
+                       ICMPv6NDOptSrcLLAddr, ICMPv6PacketTooBig, IP, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop,
                        IPv6ExtHdrRouting, Raw, TCP, UDP, fragment)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -39,6 +39,11 @@ def frames():
         w / IP(src=PEER, dst=SHARED, options=b"\x01\x01\x01\x00") / TCP(dport=6),
         w / IP(src=PEER, dst="198.51.100.99") / UDP(dport=6),
         w / IP(src=PEER, dst=SHARED) / ICMP(),
+        w / IP(src=PEER, dst=SHARED) / ICMP(type=3, code=4, nexthopmtu=1400) /
+        IP(src=SHARED, dst=PEER) / UDP(sport=6, dport=40000),                       # error quoting a VM's flow
+        w / IP(src=PEER, dst=SHARED) / ICMP(type=11) / IP(src=SHARED, dst=PEER) / TCP(sport=2, dport=40000),
+        w / IPv6(src=PEER6, dst=SHARED6) / ICMPv6PacketTooBig(mtu=1280) /
+        IPv6(src=SHARED6, dst=PEER6) / UDP(sport=6, dport=40000),
         w / IP(src=PEER, dst=SHARED, ihl=4) / TCP(dport=2),
         w / IP(src=PEER, dst=SHARED, len=200) / TCP(dport=2),
         w / IP(src=PEER, dst=SHARED) / TCP(dport=2, dataofs=15),

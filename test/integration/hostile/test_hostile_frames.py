@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import telemetry  # noqa: E402
 from run_case import read_pcap, write_pcap  # noqa: E402
 
-from scapy.all import (ARP, Dot1Q, Ether, ICMP, ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IP, IPv6,  # noqa: E402
+from scapy.all import (ARP, Dot1Q, Ether, ICMP, ICMPv6ND_NA, ICMPv6PacketTooBig, ICMPv6NDOptDstLLAddr, IP, IPv6,  # noqa: E402
                        IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, Raw, TCP,
                        UDP, checksum, fragment, fragment6)
 
@@ -125,6 +125,14 @@ def hostile_l3(sport, dport):
     out.append(raw_bytes(with_ip6(Raw(b"\x00" * 16), nh=51)))               # AH, zero length
     out.append(raw_bytes(with_ip6(IPv6ExtHdrHopByHop(nh=0) / IPv6ExtHdrHopByHop(nh=0) / IPv6ExtHdrHopByHop() /
                                   UDP(sport=sport, dport=dport))))          # hop-by-hop repeated
+    # ICMP errors quoting a flow of vm1 (they go to vm1), cut at every point of the quoted headers.
+    quoted4 = raw_bytes(IP(src=SHARED_IP, dst=PEER_IP) / UDP(sport=53, dport=40000))
+    quoted6 = raw_bytes(IPv6(src=SHARED_IP6, dst=PEER_IP6) / TCP(sport=80, dport=40000))
+    for n in range(0, len(quoted4) + 1, 2):
+        out.append(raw_bytes(with_ip4(ICMP(type=3, code=4, nexthopmtu=1400) / Raw(quoted4[:n]))))
+    for n in range(0, len(quoted6) + 1, 4):
+        out.append(raw_bytes(with_ip6(ICMPv6PacketTooBig(mtu=1280) / Raw(quoted6[:n]))))
+    out.append(raw_bytes(with_ip4(ICMP(type=3, code=3) / Raw(patch(quoted4, 0, "B", 0x4f)))))   # quoted IHL lie
     # Unusual but legal: not TCP/UDP at all.
     out.append(raw_bytes(with_ip4(ICMP())))
     out.append(raw_bytes(with_ip4(Raw(b"gre!" * 4), proto=47)))
@@ -364,6 +372,50 @@ def bad_ipv4_checksum(frame):
     return 20 <= ihl and 14 + ihl <= len(frame) and checksum(bytes(frame[14:14 + ihl])) != 0
 
 
+def judge_icmp_error(name, frame, etype):
+    """False when `frame` is no ICMP error; else None when it is a well-formed error to the shared address
+    quoting a TCP/UDP flow from one of the VM's ports, or what is wrong with it."""
+    if etype == 0x0800 and len(frame) >= 34 and frame[23] == 1:
+        ihl = (frame[14] & 0x0F) * 4
+        total = struct.unpack_from("!H", frame, 16)[0]
+        if ihl < 20 or total < ihl + 8 or 14 + total > len(frame):
+            return "ICMP with lying IPv4 lengths"
+        if frame[14 + ihl] not in (3, 11, 12):
+            return False
+        dst, quoted_off = ".".join(map(str, frame[30:34])), 14 + ihl + 8
+    elif etype == 0x86DD and len(frame) >= 54 and frame[20] == 58:
+        plen = struct.unpack_from("!H", frame, 18)[0]
+        if 54 + plen > len(frame) or plen < 8:
+            return "ICMPv6 with a lying payload length"
+        if frame[54] not in (1, 2, 3, 4):
+            return False
+        dst, quoted_off = IPv6(frame[14:54]).dst, 54 + 8
+    else:
+        return False
+    if dst not in (SHARED_IP, SHARED_IP6):
+        return "ICMP error to %s" % dst
+    verdict = ip_quoted(frame, quoted_off)
+    if verdict is None:
+        return "ICMP error whose quoted packet has no complete TCP/UDP ports"
+    kind, sport = verdict
+    owned = VM1_PORTS[kind] if name == "vm1" else set(range(1000, 2000)) | ({65535} if kind == "udp" else set())
+    return None if sport in owned else "ICMP error quoting %s port %d, not %s's" % (kind, sport, name)
+
+
+def ip_quoted(frame, off):
+    """(protocol, source port) of the packet an ICMP error quotes, or None when they are not complete."""
+    if len(frame) < off + 1:
+        return None
+    if frame[off] >> 4 == 4:
+        ihl = (frame[off] & 0x0F) * 4
+        if ihl < 20 or len(frame) < off + ihl + 4 or frame[off + 9] not in (6, 17):
+            return None
+        return ("tcp" if frame[off + 9] == 6 else "udp"), struct.unpack_from("!H", frame, off + ihl)[0]
+    if frame[off] >> 4 == 6 and len(frame) >= off + 44 and frame[off + 6] in (6, 17):
+        return ("tcp" if frame[off + 6] == 6 else "udp"), struct.unpack_from("!H", frame, off + 40)[0]
+    return None
+
+
 def judge_vm_frame(name, frame):
     """None when `frame`, sent by portmux to VM `name`, is acceptable; else what is wrong with it."""
     if len(frame) < 14:
@@ -382,6 +434,9 @@ def judge_vm_frame(name, frame):
             "neighbour advertisement to %s" % eth.dst
     if eth.dst != VM_MACS[name]:
         return "destination MAC %s is not the VM's %s" % (eth.dst, VM_MACS[name])
+    icmp_error = judge_icmp_error(name, frame, etype)
+    if icmp_error is not False:
+        return icmp_error
     if etype not in (0x0800, 0x86DD):
         return "ethertype 0x%04x" % etype
     verdict = ip_wellformed(frame, 14)
