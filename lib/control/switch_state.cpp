@@ -70,22 +70,24 @@ Result<ChangeReport> SwitchState::add_range(const std::string& target, const Por
     if (!owner) return fail(fmt::format("unknown target \"{}\" (expected \"host\" or a VM name)", target));
     if (auto conflict = registry_.find_conflict(range)) return fail(describe_conflict_locked(range, *conflict));
     registry_.add(range, *owner);
-    return publish_locked();
+    return publish_locked({range});
 }
 
 Result<ChangeReport> SwitchState::remove_range(const PortRange& range) {
     std::lock_guard<std::mutex> guard(mutex_);
     auto former = registry_.remove(range);
-    if (!former) {
+    if (former) {
+        auto report = publish_locked({range});
+        if (report) report.value().previous = owner_name(*former);
+        return report;
+    }
+    {
         OwnerId at_first = registry_.lookup(range.tcp ? L4Proto::kTcp : L4Proto::kUdp, range.ports.first);
         if (at_first == kNoOwner) return fail(fmt::format("no range \"{}\"", range.to_string()));
         return fail(fmt::format("no range \"{}\" (port {} belongs to {} through another range; remove exactly that "
                                 "range, see /portmux/ranges)",
                                 range.to_string(), range.ports.first, owner_name(at_first)));
     }
-    auto report = publish_locked();
-    if (report) report.value().previous = owner_name(*former);
-    return report;
 }
 
 Result<ChangeReport> SwitchState::move_range(const PortRange& range, const std::string& target) {
@@ -95,7 +97,7 @@ Result<ChangeReport> SwitchState::move_range(const PortRange& range, const std::
     auto former = registry_.owner_of(range);
     if (!former) return fail(fmt::format("no range \"{}\" (move takes exactly a range that exists)", range.to_string()));
     registry_.reassign(range, *owner);
-    auto report = publish_locked();
+    auto report = publish_locked({range});
     if (report) report.value().previous = owner_name(*former);
     return report;
 }
@@ -149,21 +151,33 @@ Result<ChangeReport> SwitchState::rebuild_firewall_locked(FirewallConfig next) {
     return publish_locked();
 }
 
-Result<ChangeReport> SwitchState::publish_locked() {
-    publisher_.publish(build_snapshot_locked());
+Result<ChangeReport> SwitchState::publish_locked(const std::vector<PortRange>& changed_ranges) {
+    publisher_.publish(build_snapshot_locked(changed_ranges));
     ChangeReport report;
     report.generation = generation_;
     return Result<ChangeReport>::ok(report);
 }
 
-std::unique_ptr<Snapshot> SwitchState::build_snapshot_locked() {
+std::shared_ptr<const PortOwnerTable> SwitchState::next_table_locked(const std::vector<PortRange>& changed) const {
+    const Snapshot* current = publisher_.current();
+    if (current != nullptr && current->table && changed.empty()) return current->table;
+    auto table = std::make_shared<PortOwnerTable>();
+    if (current != nullptr && current->table) {
+        *table = *current->table;
+        for (const PortRange& range : changed) registry_.fill(*table, range);
+    } else {
+        registry_.fill(*table);
+    }
+    return table;
+}
+
+std::unique_ptr<Snapshot> SwitchState::build_snapshot_locked(const std::vector<PortRange>& changed_ranges) {
     auto snap = std::make_unique<Snapshot>();
     snap->generation = ++generation_;
     snap->shared = shared_addresses(config_);
     snap->unmatched = config_.unmatched;
     snap->firewall = firewall_;
-    snap->table = std::make_unique<PortOwnerTable>();
-    registry_.fill(*snap->table);
+    snap->table = next_table_locked(changed_ranges);
     snap->owners.resize(kFirstVmOwner + config_.vms.size());
     snap->owners[kHostOwner].kind = OwnerKind::kHost;
     snap->owners[kHostOwner].port = kHostPortIndex;

@@ -69,8 +69,11 @@ public:
     size_t vm_count() const { return vm_count_; }
 
 private:
-    std::unique_ptr<Snapshot> build_snapshot_locked();
-    Result<ChangeReport> publish_locked();
+    // The port table of the next snapshot: the current one when no range changed, a patched copy when
+    // `changed` ranges did, a full build the first time.
+    std::shared_ptr<const PortOwnerTable> next_table_locked(const std::vector<PortRange>& changed) const;
+    std::unique_ptr<Snapshot> build_snapshot_locked(const std::vector<PortRange>& changed_ranges);
+    Result<ChangeReport> publish_locked(const std::vector<PortRange>& changed_ranges = {});
     Result<ChangeReport> rebuild_firewall_locked(FirewallConfig next);
     std::string describe_conflict_locked(const PortRange& range, const RangeConflict& conflict) const;
     Config running_config_locked() const;

@@ -138,4 +138,23 @@ void RangeRegistry::fill(PortOwnerTable& table) const {
     }
 }
 
+void RangeRegistry::fill(PortOwnerTable& table, const PortRange& window) const {
+    const uint8_t protos = protos_of(window);
+    const uint16_t first = window.ports.first, last = window.ports.last;
+    for (unsigned p = 0; p < kL4ProtoCount; ++p) {
+        if (!covers_bit(protos, p)) continue;
+        std::fill(table.owner[p] + first, table.owner[p] + last + 1, kNoOwner);
+        const auto& intervals = by_proto_[p];
+        // The interval that may start before the window, then every one starting inside it.
+        auto it = intervals.upper_bound(first);
+        if (it != intervals.begin()) --it;
+        for (; it != intervals.end() && it->first <= last; ++it) {
+            if (it->second.last < first) continue;
+            const uint16_t from = std::max(it->first, first);
+            const uint16_t to = std::min(it->second.last, last);
+            std::fill(table.owner[p] + from, table.owner[p] + to + 1, entries_.at(it->second.key).owner);
+        }
+    }
+}
+
 }  // namespace portmux

@@ -79,6 +79,10 @@ public:
 
     // Writes the direct table: every port owned by nobody is kNoOwner.
     void fill(PortOwnerTable& table) const;
+    // Rewrites only the ports `window` covers (its protocols and span), from the ranges as they are now:
+    // after adding, removing or reassigning a range, a copy of the previous table patched with this equals a
+    // full fill() at a fraction of the cost.
+    void fill(PortOwnerTable& table, const PortRange& window) const;
 
 private:
     struct Key {

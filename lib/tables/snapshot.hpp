@@ -23,7 +23,7 @@ struct Snapshot {
     SharedAddresses shared;
     UnmatchedPolicy unmatched = UnmatchedPolicy::kHost;
     std::shared_ptr<const Firewall> firewall;  // shared between generations until the rules change
-    std::unique_ptr<PortOwnerTable> table;     // 256 KiB, its own allocation
+    std::shared_ptr<const PortOwnerTable> table;  // 256 KiB; shared between generations until ranges change
     std::vector<OwnerTarget> owners;           // indexed by OwnerId; covers every id the table holds
 };
 

@@ -1,6 +1,8 @@
 // The range registry and the direct table, checked against a slow vector-scan reference on random operations.
 #include <catch2/catch.hpp>
 
+#include <cstring>
+
 #include <algorithm>
 #include <chrono>
 #include <memory>
@@ -284,4 +286,36 @@ TEST_CASE("range registry: tens of thousands of ranges are added, looked up and 
     CHECK(table->lookup(L4Proto::kTcp, 65535) == vm_owner_id(32767 % 4000));
     CHECK(table->lookup(L4Proto::kUdp, 65535) == kNoOwner);
     CHECK(reg.lookup(L4Proto::kUdp, 65534) == vm_owner_id(32767 % 4000));
+}
+
+TEST_CASE("range registry: a copy patched over each changed range equals a full fill") {
+    const uint32_t seed = GENERATE(7u, 11u, 2024u);
+    std::mt19937 rng(seed);
+    RangeRegistry registry;
+    auto full = std::make_unique<PortOwnerTable>();
+    auto patched = std::make_unique<PortOwnerTable>();
+    registry.fill(*patched);
+    std::vector<PortRange> added;
+    for (int step = 0; step < 600; ++step) {
+        PortRange changed;
+        const int op = static_cast<int>(rng() % 3);
+        if (op == 0 || added.empty()) {
+            changed = random_range(rng);
+            if (registry.add(changed, static_cast<OwnerId>(2 + rng() % 5))) continue;  // overlapped: no change
+            added.push_back(changed);
+        } else {
+            const size_t i = rng() % added.size();
+            changed = added[i];
+            if (op == 1) {
+                REQUIRE(registry.remove(changed));
+                added.erase(added.begin() + static_cast<std::ptrdiff_t>(i));
+            } else {
+                REQUIRE(registry.reassign(changed, static_cast<OwnerId>(2 + rng() % 5)));
+            }
+        }
+        registry.fill(*patched, changed);
+        registry.fill(*full);
+        INFO("seed " << seed << " step " << step << " range " << changed.to_string());
+        REQUIRE(std::memcmp(full.get(), patched.get(), sizeof(PortOwnerTable)) == 0);
+    }
 }
