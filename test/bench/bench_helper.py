@@ -212,6 +212,18 @@ def counters(tel, kind, port):
     return {"out": s["opackets"], "rx": s["ipackets"], "missed": s.get("imissed", 0), "tx_errors": s["oerrors"]}
 
 
+def connect(prefix, timeout=30.0):
+    """A telemetry connection, retried while the socket exists but is not accepting yet."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return Telemetry(socket_path(prefix))
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def wait_ready(tel, command, timeout=60.0):
     """The telemetry socket exists before the application registers its commands (and before ports are up):
     wait until `command` answers an object."""
@@ -227,7 +239,7 @@ def wait_ready(tel, command, timeout=60.0):
 
 def cmd_rate(args):
     """Packets per second over `interval` seconds after `warmup`, from two counter readings."""
-    with Telemetry(socket_path(args.prefix)) as tel:
+    with connect(args.prefix) as tel:
         wait_ready(tel, "/portmux/stats" if args.kind == "portmux" else "/ethdev/stats,%d" % args.port)
         time.sleep(args.warmup)
         t0a = time.monotonic()
@@ -250,7 +262,7 @@ def cmd_churn(args):
     latencies = []
     errors = 0
     owners = [args.a, args.b]
-    with Telemetry(socket_path(args.prefix)) as tel:
+    with connect(args.prefix) as tel:
         wait_ready(tel, "/portmux/stats")
         time.sleep(args.warmup)
         start = time.monotonic()
@@ -363,6 +375,10 @@ def cmd_report(args):
                         "mixed_host_mpps": mixed_host, "ratio_mixed_vm_vs_vm_only": ratio(mixed_vm, vm_only),
                         "host_tx_dropped_per_s": stat([d for d in dropped if d is not None]),
                         "skipped": skipped("e/skipped")}
+    crashes = [line.strip() for line in open(args.crashes)] if args.crashes and os.path.exists(args.crashes) else []
+    out["abnormal_exits"] = {"count": len(crashes), "first": crashes[:10]}
+    if crashes:
+        warnings.append("%d process(es) exited abnormally when stopped, e.g. %s" % (len(crashes), crashes[0]))
     out["warnings"] = warnings
     with open(args.out, "w") as f:
         json.dump(out, f, indent=2)
@@ -471,6 +487,7 @@ def main():
     q.add_argument("runs")
     q.add_argument("meta")
     q.add_argument("out")
+    q.add_argument("crashes", nargs="?", default="")
     args = p.parse_args()
     {"pcap": cmd_pcap, "config": cmd_config, "flows": cmd_flows, "rate": cmd_rate, "churn": cmd_churn,
      "final": cmd_final, "report": cmd_report}[args.cmd](args)

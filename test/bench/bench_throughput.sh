@@ -51,6 +51,11 @@ WORK="$(mktemp -d /tmp/pmx-bench.XXXXXX)"
 RUNS="$WORK/runs.jsonl"
 : > "$RUNS"
 PIDS=()
+declare -A PNAME  # pid -> what it is, for the exit report
+# Exit statuses other than 0 after SIGTERM/SIGINT are reported: a crash at shutdown is a bug even when the
+# figures are fine.
+CRASHES="$WORK/crashes.txt"
+: > "$CRASHES"
 NETNS=""
 OVS_RUN=""
 
@@ -64,7 +69,11 @@ stop_pid() {  # PID [SIGNAL]: stop one process we started, then forget it
     sleep 0.1
   done
   kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+  local status=0
+  wait "$pid" 2>/dev/null || status=$?
+  if [ "$status" -ne 0 ] && [ -n "${PNAME[$pid]:-}" ]; then
+    echo "${PNAME[$pid]} exited with status $status after SIG$sig" >> "$CRASHES"
+  fi
   local kept=()
   for p in "${PIDS[@]}"; do [ "$p" != "$pid" ] && kept+=("$p"); done
   PIDS=("${kept[@]+"${kept[@]}"}")
@@ -99,7 +108,7 @@ trap 'exit 130' INT TERM
 record() { echo "$1" >> "$RUNS"; }  # one JSON object per measurement
 with_key() { "$PY" -c 'import json,sys; d=json.loads(sys.argv[2]); d["key"]=sys.argv[1]; d.update(json.loads(sys.argv[3]) if len(sys.argv)>3 else {}); print(json.dumps(d))' "$@"; }
 
-wait_telemetry() {  # PREFIX PID LOG
+wait_telemetry() {  # PREFIX PID LOG (the runtime directory was emptied before the start: see fresh_prefix)
   local sock="/var/run/dpdk/$1/dpdk_telemetry.v2" i
   for i in $(seq 1 300); do
     [ -S "$sock" ] && return 0
@@ -111,22 +120,31 @@ wait_telemetry() {  # PREFIX PID LOG
 
 # ---- process launchers: each prints the pid it started -------------------------------------------------------
 
+# A process that died (or crashed at exit) leaves its telemetry socket: a new process with the same prefix
+# must not be mistaken for ready because of it.
+fresh_prefix() { rm -rf "/var/run/dpdk/$1"; }
+
+
 PID=""
 start_portmux() {  # CONFIG PREFIX LOG [EAL...]
   local config="$1" prefix="$2" logf="$3"; shift 3
+  fresh_prefix "$prefix"
   "$PORTMUX" -c "$config" -- "$@" --lcores "$SWITCH_LCORES" --file-prefix "$prefix" \
     --log-level pmd.net.pcap:error < /dev/null > "$logf" 2>&1 &
   PID=$!
   PIDS+=("$PID")
+  PNAME[$PID]="portmux -c $(basename "$config")"
   wait_telemetry "$prefix" "$PID" "$logf"
 }
 
 start_testpmd() {  # PREFIX LOG LCORES FWD-MODE EAL... -- (testpmd args appended)
   local prefix="$1" logf="$2" lcores="$3" mode="$4"; shift 4
+  fresh_prefix "$prefix"
   "$TESTPMD" --lcores "$lcores" --file-prefix "$prefix" --log-level pmd.net.pcap:error "$@" -- \
     --forward-mode="$mode" --nb-cores=1 --rxq=1 --txq=1 --stats-period=1 --no-flush-rx --total-num-mbufs=32768 < /dev/null > "$logf" 2>&1 &
   PID=$!
   PIDS+=("$PID")
+  PNAME[$PID]="dpdk-testpmd $mode ($prefix)"
   wait_telemetry "$prefix" "$PID" "$logf"
 }
 
@@ -184,7 +202,7 @@ part_a() {
   for r in $(seq 1 "$REPEAT"); do
     start_testpmd "$TAG-tp" "$WORK/testpmd.log" "$SWITCH_LCORES" io "${NOHUGE[@]}" --vdev "$PCAP_DEV" "${NULLS[@]}"
     result="$(measure ethdev "$TAG-tp" --port 1)"
-    stop_pid "$PID" INT
+    stop_pid "$PID"
     record "$(with_key a/testpmd_io "$result")"
     log "a/testpmd_io: $(echo "$result" | "$PY" -c 'import json,sys; print("%.3f Mpps" % json.load(sys.stdin)["mpps"])')"
     portmux_run a/portmux_0_rules "$WORK/a0.json" "${NOHUGE[@]}"
@@ -257,7 +275,7 @@ part_b() {
       wait_socket "$sock"
       start_consumer "$sock"; local consumer="$PID"
       consumer_rate "b/$size/testpmd_io"
-      stop_pid "$consumer" INT; stop_pid "$switch_pid" INT
+      stop_pid "$consumer"; stop_pid "$switch_pid"
       # portmux: its VM port in vhost-user server mode
       rm -f "$sock"
       start_portmux "$WORK/b.json" "$TAG-pm" "$WORK/portmux.log" "${HUGE_SWITCH[@]}"
@@ -265,13 +283,13 @@ part_b() {
       wait_socket "$sock"
       start_consumer "$sock"; consumer="$PID"
       consumer_rate "b/$size/portmux"
-      stop_pid "$consumer" INT; stop_pid "$switch_pid"
+      stop_pid "$consumer"; stop_pid "$switch_pid"
       # Open vSwitch with DPDK
       if [ -x "$OVS_VSWITCHD" ]; then
         start_ovs "$pcap"
         start_consumer "$WORK/ovs/vhu0"; consumer="$PID"
         consumer_rate "b/$size/ovs_dpdk"
-        stop_pid "$consumer" INT
+        stop_pid "$consumer"
         stop_ovs
       else
         log "b: $OVS_VSWITCHD missing (Debian package openvswitch-switch-dpdk): OVS not measured"
@@ -338,9 +356,10 @@ part_e() {
   for r in $(seq 1 "$REPEAT"); do
     for kind in host vmonly mix; do
       # `ip netns exec` execs portmux itself, so $! is portmux: the TAP appears inside the namespace.
+      fresh_prefix "$TAG-ex"
       ip netns exec "$NETNS" "$PORTMUX" -c "$WORK/e_$kind.json" -- "${NOHUGE[@]}" --lcores "$SWITCH_LCORES" \
         --file-prefix "$TAG-ex" --log-level pmd.net.pcap:error < /dev/null > "$WORK/exception.log" 2>&1 &
-      PID=$!; PIDS+=("$PID")
+      PID=$!; PIDS+=("$PID"); PNAME[$PID]="portmux -c e_$kind.json (net_tap host port)"
       wait_telemetry "$TAG-ex" "$PID" "$WORK/exception.log"
       result="$(measure portmux "$TAG-ex")"
       stop_pid "$PID"
@@ -366,4 +385,4 @@ has_part d && part_d
 has_part e && part_e
 
 OUT_JSON="${JSON_OUT:-$WORK/results.json}"
-"$PY" "$HELPER" report "$RUNS" "$WORK/meta.json" "$OUT_JSON"
+"$PY" "$HELPER" report "$RUNS" "$WORK/meta.json" "$OUT_JSON" "$CRASHES"

@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# The benchmark suite in one command: set-up, a release build, the stage benchmark and the throughput
+# benchmark, then OUT/<timestamp>/results.json, results.md and plots of range-count and firewall-rule scaling.
+#
+# Usage: scripts/bench.sh [--out DIR] [--repeat N] [--quick] [--parts a,b,c,d,e] [--no-setup]
+#   --out DIR    where results go (default /tmp/portmux-bench); nothing is written inside the source tree
+#                except the release build directory build-bench/
+#   --repeat N   throughput runs per measurement (default 3); the stage benchmark does 21 runs
+#   --quick      a seconds-long smoke run (numbers are not meaningful)
+#   --no-setup   skip scripts/setup.sh (packages, hugepages, build/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$(pwd)"
+
+OUT="/tmp/portmux-bench"
+REPEAT=3
+QUICK=0
+PARTS="a,b,c,d,e"
+SETUP=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) OUT="$2"; shift 2 ;;
+    --repeat) REPEAT="$2"; shift 2 ;;
+    --quick) QUICK=1; shift ;;
+    --parts) PARTS="$2"; shift 2 ;;
+    --no-setup) SETUP=0; shift ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+[ "$(id -u)" -eq 0 ] || { echo "bench: run as root (packages, hugepages, DPDK, namespaces)" >&2; exit 1; }
+
+BUILD="$ROOT/build-bench"
+RESULTS="$OUT/$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$RESULTS"
+
+# ---- set-up: packages, hugepages, the regular build; then the extra packages and a release build -----------
+if [ "$SETUP" = 1 ]; then
+  scripts/setup.sh
+fi
+extra=()
+for pkg in gnuplot-nox openvswitch-switch-dpdk; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || extra+=("$pkg")
+done
+if [ ${#extra[@]} -gt 0 ]; then
+  echo "bench: installing ${extra[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${extra[@]}" >/dev/null
+fi
+# Part b needs hugepages for the vhost-user memory the VM side shares; setup.sh reserves 512 x 2 MiB.
+if [ "$(awk '/HugePages_Total/ {print $2}' /proc/meminfo)" -lt 512 ]; then
+  echo 512 > /proc/sys/vm/nr_hugepages || true
+fi
+if ! mountpoint -q /dev/hugepages; then
+  mkdir -p /dev/hugepages && mount -t hugetlbfs nodev /dev/hugepages || true
+fi
+
+if [ ! -f "$BUILD/build.ninja" ]; then
+  meson setup "$BUILD" --buildtype=release >/dev/null
+fi
+ninja -C "$BUILD" app/portmux lib/libportmux_dataplane.a lib/libportmux_pure.a
+STAGES="$BUILD/test/bench/bench_stages"
+if grep -q "subdir('bench')" test/meson.build; then
+  ninja -C "$BUILD" test/bench/bench_stages
+else
+  # Built by hand with the flags of a release build when test/meson.build does not list test/bench yet.
+  STAGES="$BUILD/bench_stages"
+  if [ ! -x "$STAGES" ] || [ test/bench/bench_stages.cpp -nt "$STAGES" ] || \
+     [ "$BUILD/lib/libportmux_dataplane.a" -nt "$STAGES" ]; then
+    # shellcheck disable=SC2046
+    c++ -std=c++17 -O3 -DNDEBUG -DALLOW_EXPERIMENTAL_API -Wno-missing-field-initializers \
+      -Ilib -Itest/unit $(pkg-config --cflags libdpdk nlohmann_json fmt) test/bench/bench_stages.cpp \
+      -o "$STAGES" "$BUILD/lib/libportmux_dataplane.a" "$BUILD/lib/libportmux_pure.a" \
+      $(pkg-config --libs libdpdk fmt) -pthread
+  fi
+fi
+
+# ---- the two benchmarks --------------------------------------------------------------------------------------
+quick=()
+[ "$QUICK" = 1 ] && quick=(--quick)
+STAGES_CMD=("$STAGES" "${quick[@]+"${quick[@]}"}" --json "$RESULTS/stages.json" -- --no-huge --no-pci --lcores 0@1 -m 1024)
+THROUGHPUT_CMD=(bash test/bench/bench_throughput.sh --portmux "$BUILD/app/portmux" --repeat "$REPEAT" --parts "$PARTS"
+                "${quick[@]+"${quick[@]}"}" --json "$RESULTS/throughput.json")
+echo "bench: ${STAGES_CMD[*]}"
+"${STAGES_CMD[@]}" | tee "$RESULTS/stages.txt"
+echo "bench: ${THROUGHPUT_CMD[*]}"
+"${THROUGHPUT_CMD[@]}" | tee "$RESULTS/throughput.txt"
+
+# ---- results.json, results.md (targets met or not), plot data --------------------------------------------------
+/usr/bin/python3 - "$RESULTS" "${STAGES_CMD[*]}" "${THROUGHPUT_CMD[*]}" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" <<'PY'
+import json
+import os
+import sys
+
+results, stages_cmd, throughput_cmd, commit = sys.argv[1:5]
+stages = json.load(open(os.path.join(results, "stages.json")))
+tp = json.load(open(os.path.join(results, "throughput.json")))
+st = stages["stages"]
+
+
+def med(x):
+    return x["median"] if isinstance(x, dict) and x.get("median") is not None else None
+
+
+targets = []
+
+
+def target(name, value, ok, measured):
+    targets.append({"target": name, "met": ok if value is not None else None, "measured": measured})
+
+
+def ratio_target(name, r, limit, above=True):
+    ok = None if r is None else (r >= limit if above else r <= limit)
+    target(name, r, ok, "%.2fx" % r if r is not None else "not measured")
+
+
+a = tp["switch_no_vms"]
+ratio_target("no firewall rules, no VMs: portmux >= 0.90x testpmd io", a["ratio_0_rules"], 0.90)
+for size in ("64", "1518"):
+    ratio_target("no firewall rules, vhost-user %s B: portmux >= 0.90x testpmd io" % size,
+                 tp["vhost"][size]["ratio_testpmd"], 0.90)
+ratio_target("1,000 firewall rules: portmux >= 0.70x testpmd io", a["ratio_1000_rules"], 0.70)
+for size in ("64", "1518"):
+    ratio_target("vhost-user %s B: portmux >= 2.0x OVS-DPDK" % size, tp["vhost"][size]["ratio_ovs"], 2.0)
+lookups = [med(st["range_lookup"][n]["portmux"]) for n in ("1", "1000", "65536")]
+flat = max(lookups) / min(lookups)
+target("range lookup flat from 1 to 65,536 ranges (max/min of medians <= 1.2)", flat, flat <= 1.2,
+       "max/min %.2f (%s cycles)" % (flat, " / ".join("%.1f" % v for v in lookups)))
+worst_lpm = max(st["range_lookup"][n]["ratio_lpm"] for n in ("1", "1000", "65536"))
+target("range lookup <= 0.1x rte_lpm on the same keys", worst_lpm, worst_lpm <= 0.1,
+       "worst %.2fx of rte_lpm" % worst_lpm)
+fw = [st["firewall"][n]["ratio_%s" % f] for n in ("100", "1000", "10000") for f in ("v4", "v6")]
+fw = [r for r in fw if r is not None]
+worst_fw = max(fw) if fw else None
+target("firewall stage within 1.1x of rte_acl alone", worst_fw, worst_fw is not None and worst_fw <= 1.1,
+       "worst %.2fx (100 / 1,000 / 10,000 rules, IPv4 and IPv6)" % worst_fw if worst_fw else "not measured")
+c = tp["control_under_load"]
+rate = c["highest_requested_rate_met_with_zero_loss"]
+target("10,000 range changes per second under full load with zero unintended loss",
+       rate if c["rates"] else None, rate is not None and rate >= 10000,
+       "highest rate met with zero loss: %s/s; worst change latency %s ms" % (
+           rate, "%.2f" % c["worst_latency_ms"] if c["worst_latency_ms"] is not None else "n/a"))
+
+combined = {"commit": commit, "stages_command": stages_cmd, "throughput_command": throughput_cmd,
+            "stages": stages, "throughput": tp, "targets": targets}
+json.dump(combined, open(os.path.join(results, "results.json"), "w"), indent=2)
+
+with open(os.path.join(results, "ranges.dat"), "w") as f:
+    f.write("# ranges portmux_cycles rte_lpm_cycles rte_fib_cycles portmux_mpps\n")
+    for n in ("1", "1000", "65536"):
+        r = st["range_lookup"][n]
+        mpps = med(tp["scale"]["ranges"].get(n))
+        f.write("%s %s %s %s %s\n" % (n, med(r["portmux"]), med(r["rte_lpm"]), med(r["rte_fib"]),
+                                      mpps if mpps is not None else "NaN"))
+with open(os.path.join(results, "firewall.dat"), "w") as f:
+    f.write("# rules portmux_v4 rte_acl_v4 portmux_v6 rte_acl_v6 (cycles/packet)\n")
+    for n in ("0", "100", "1000", "10000"):
+        r = st["firewall"][n]
+        vals = [med(r["portmux_v4"]), med(r["rte_acl_v4"]), med(r["portmux_v6"]), med(r["rte_acl_v6"])]
+        f.write("%s %s\n" % (max(int(n), 1), " ".join("NaN" if v is None else "%.2f" % v for v in vals)))
+
+stages_txt = open(os.path.join(results, "stages.txt")).read()
+tp_txt = open(os.path.join(results, "throughput.txt")).read()
+with open(os.path.join(results, "results.md"), "w") as f:
+    f.write("# portmux benchmark results\n\n")
+    f.write("Date: %s, commit %s, %s (%d CPUs), DPDK %s.\n\n" % (tp["date"], commit, tp["cpu_model"], tp["cpus"], tp["dpdk"]))
+    f.write("Commands:\n\n```\n%s\n%s\n```\n\n" % (stages_cmd, throughput_cmd))
+    f.write("## Targets\n\n| target | met | measured |\n| --- | --- | --- |\n")
+    for t in targets:
+        met = "n/a" if t["met"] is None else ("yes" if t["met"] else "**no**")
+        f.write("| %s | %s | %s |\n" % (t["target"], met, t["measured"]))
+    f.write("\n## Stage costs (TSC cycles per packet)\n\n```\n%s```\n\n" % stages_txt)
+    f.write("## Throughput (Mpps)\n\n```\n%s```\n\n" % tp_txt)
+    f.write("Plots: ranges.png (range-count scaling), firewall.png (firewall-rule scaling).\n")
+for t in targets:
+    print("target: %-80s %s (%s)" % (t["target"], "n/a" if t["met"] is None else ("met" if t["met"] else "NOT met"),
+                                      t["measured"]))
+PY
+
+# ---- plots -----------------------------------------------------------------------------------------------------
+if command -v gnuplot >/dev/null; then
+  gnuplot <<EOF
+set terminal pngcairo size 900,540 noenhanced
+set datafile missing "NaN"
+set output "$RESULTS/ranges.png"
+set title "Port lookup cost vs number of ranges (TSC cycles per packet; same keys)"
+set logscale x
+set xlabel "ranges"
+set ylabel "cycles per lookup"
+set y2label "portmux Mpps (null sinks)"
+set y2tics
+set ytics nomirror
+set key top left
+set xrange [0.5:131072]
+set yrange [0:*]
+set y2range [0:*]
+plot "$RESULTS/ranges.dat" using 1:2 with linespoints title "PortOwnerTable::lookup", \
+     "" using 1:3 with linespoints title "rte_lpm_lookup_bulk", \
+     "" using 1:4 with linespoints title "rte_fib_lookup_bulk", \
+     "" using 1:5 axes x1y2 with linespoints dashtype 2 title "portmux throughput (Mpps, right)"
+set output "$RESULTS/firewall.png"
+set title "Firewall cost vs number of rules (TSC cycles per packet; same rules and keys; 0 shown at 1)"
+set xlabel "rules"
+set ylabel "cycles per packet"
+unset y2label
+unset y2tics
+set xrange [0.5:20000]
+plot "$RESULTS/firewall.dat" using 1:2 with linespoints title "Firewall::classify_v4", \
+     "" using 1:3 with linespoints title "rte_acl_classify v4", \
+     "" using 1:4 with linespoints title "Firewall::classify_v6", \
+     "" using 1:5 with linespoints title "rte_acl_classify v6"
+EOF
+else
+  echo "bench: gnuplot missing: no plots" >&2
+fi
+echo "bench: results in $RESULTS (results.json, results.md, ranges.png, firewall.png)"
