@@ -407,8 +407,11 @@ TEST_CASE("control vms: every page fits telemetry's output limit with many VMs",
     Switch sw(c);
     std::set<std::string> names;
     std::string params;
-    for (int pages = 0; pages < 10; ++pages) {
+    size_t pages = 0;
+    while (true) {
         json a = expect_ok(sw, "/portmux/vms", params);
+        ++pages;
+        REQUIRE(pages <= 450);
         expect_fits_telemetry("/portmux/vms", a);
         for (auto it = a.begin(); it != a.end(); ++it)
             if (it.value().is_object()) names.insert(it.value()["name"].get<std::string>());
@@ -416,6 +419,36 @@ TEST_CASE("control vms: every page fits telemetry's output limit with many VMs",
         params = a["page_next"].get<std::string>();
     }
     CHECK(names.size() == 450);
+    CHECK(pages > 1);
+}
+
+TEST_CASE("control firewall/list: many rules come in pages that fit telemetry's limits", "[control]") {
+    Switch sw;
+    for (int i = 0; i < 120; ++i)
+        expect_change(sw, "/portmux/firewall/add",
+                      fmt::format(R"({{"action": "drop", "proto": "udp", "src": "2001:db8:{:x}::/48", "dst_ports": "{}-{}"}})",
+                                  i, 1000 + i, 2000 + i));
+    std::vector<std::string> seen;
+    std::string params;
+    size_t pages = 0;
+    while (true) {
+        json a = expect_ok(sw, "/portmux/firewall/list", params);
+        expect_fits_telemetry("/portmux/firewall/list", a);
+        CHECK(a["default"] == "accept");
+        CHECK(a["page_total"] == 121);
+        for (auto it = a.begin(); it != a.end(); ++it)
+            if (it.value().is_object()) seen.push_back(it.key() + " " + it.value().value("dst_ports", ""));
+        ++pages;
+        REQUIRE(pages <= 121);
+        if (!a.contains("page_next")) break;
+        params = a["page_next"].get<std::string>();
+    }
+    CHECK(pages > 1);
+    REQUIRE(seen.size() == 121);
+    std::set<std::string> unique(seen.begin(), seen.end());
+    CHECK(unique.size() == 121);
+    CHECK(unique.count("0 23") == 1);
+    CHECK(unique.count("120 1119-2119") == 1);
 }
 
 TEST_CASE("control lookup: who receives a port now, for VM, host, unowned and disabled VM", "[control]") {
