@@ -190,7 +190,7 @@ set ylabel "cycles per lookup"
 set y2label "portmux Mpps (null sinks)"
 set y2tics
 set ytics nomirror
-set key top left
+set key bottom right
 set xrange [0.5:131072]
 set yrange [0:*]
 set y2range [0:*]

@@ -4,7 +4,8 @@
 # a VM-side DPDK consumer, the PVP method), c (range moves under load), d (scale: ranges, VM ports),
 # e (exception path through a TAP in a private network namespace).
 #
-# Usage: bench_throughput.sh --portmux PATH [--repeat N] [--quick] [--json FILE] [--parts a,b,c,d,e]
+# Usage: bench_throughput.sh --portmux PATH [--repeat N] [--quick] [--json FILE] [--parts a,b,c,d,e] [--keep]
+# (--keep leaves the work directory with every log, pcap and configuration for inspection)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -18,7 +19,8 @@ REPEAT=3
 QUICK=0
 JSON_OUT=""
 PARTS="a,b,c,d,e"
-usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; }
+KEEP=0
+usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --portmux) PORTMUX="$2"; shift 2 ;;
@@ -26,6 +28,7 @@ while [ $# -gt 0 ]; do
     --quick) QUICK=1; shift ;;
     --json) JSON_OUT="$2"; shift 2 ;;
     --parts) PARTS="$2"; shift 2 ;;
+    --keep) KEEP=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "bench_throughput: unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -100,7 +103,7 @@ cleanup() {
   [ -n "$NETNS" ] && ip netns del "$NETNS" 2>/dev/null || true
   rm -rf /var/run/dpdk/"$TAG"-* 2>/dev/null || true
   rm -f /dev/hugepages/"$TAG"-* 2>/dev/null || true
-  rm -rf "$WORK"
+  if [ "$KEEP" = 1 ]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -156,6 +159,7 @@ portmux_run() {  # KEY CONFIG [EAL...]: forwarded packets per second of one port
   local key="$1" config="$2"; shift 2
   local prefix="$TAG-pm" logf="$WORK/portmux.log" result
   if ! start_portmux "$config" "$prefix" "$logf" "$@"; then
+    unset "PNAME[$PID]"  # a refused start is reported as the measurement's error, not as a crash
     stop_pid "$PID"
     local why; why="$(grep -m1 '^portmux: ' "$logf" | tail -1)"
     record "$(with_key "$key" '{"mpps": null}' "$("$PY" -c 'import json,sys; print(json.dumps({"error": sys.argv[1]}))' "${why:-did not start}")")"
