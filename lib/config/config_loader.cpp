@@ -225,6 +225,11 @@ HostConfig parse_host(const json* value, const std::string& path, DeviceNames& d
                   defaulted ? fmt::format(" ({} is the default)", in_quotes(kDefaultHostDevice)) : std::string());
     if (value != nullptr)
         if (const json* list = find(*value, "ranges")) host.ranges = ranges.parse_list(*list, child(path, "ranges"), kHostOwner);
+    for (size_t r = 0; r < host.ranges.size(); ++r)
+        if (host.ranges[r].translated)
+            fail(element(child(path, "ranges"), r),
+                 fmt::format("{}: port translation is for VMs (the host's ports reach it unchanged)",
+                             in_quotes(host.ranges[r].to_string())));
     return host;
 }
 
@@ -286,7 +291,16 @@ std::vector<VmConfig> parse_vms(const json& value, const std::string& path, Devi
             if (!enabled->is_boolean()) fail(child(at, "enabled"), "expected true or false");
             vm.enabled = enabled->get<bool>();
         }
-        if (const json* list = find(item, "ranges")) vm.ranges = ranges.parse_list(*list, child(at, "ranges"), vm_owner_id(i));
+        if (const json* list = find(item, "ranges")) {
+            vm.ranges = ranges.parse_list(*list, child(at, "ranges"), vm_owner_id(i));
+            for (size_t r = 0; r < vm.ranges.size(); ++r) {
+                const std::vector<PortRange> earlier(vm.ranges.begin(), vm.ranges.begin() + static_cast<std::ptrdiff_t>(r));
+                if (const PortRange* other = answer_port_overlap(earlier, vm.ranges[r]))
+                    fail(element(child(at, "ranges"), r),
+                         fmt::format("{}: the VM answers from ports {} of {} already", in_quotes(vm.ranges[r].to_string()),
+                                     vm.ranges[r].inner().to_string(), in_quotes(other->to_string())));
+            }
+        }
         if (const json* backup = find(item, "backup")) vm.backup = expect_nonempty_string(*backup, child(at, "backup"));
         vms.push_back(std::move(vm));
     }

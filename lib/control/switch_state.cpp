@@ -64,11 +64,25 @@ std::string SwitchState::describe_conflict_locked(const PortRange& range, const 
                        owner_name(conflict.existing.owner), to_string(conflict.proto), conflict.port);
 }
 
+// A translated range goes to a VM only, and a VM's answer ports stay unambiguous (see answer_port_overlap).
+std::string SwitchState::check_answer_ports_locked(OwnerId owner, const PortRange& range) const {
+    if (owner == kHostOwner)
+        return range.translated ? fmt::format("\"{}\": port translation is for VMs", range.to_string()) : "";
+    std::vector<PortRange> own;
+    for (const OwnedRange& owned : registry_.list(owner)) own.push_back(owned.range);
+    if (const PortRange* other = answer_port_overlap(own, range))
+        return fmt::format("\"{}\": {} answers from ports {} of \"{}\" already", range.to_string(), owner_name(owner),
+                           range.inner().to_string(), other->to_string());
+    return "";
+}
+
 Result<ChangeReport> SwitchState::add_range(const std::string& target, const PortRange& range) {
     std::lock_guard<std::mutex> guard(mutex_);
     auto owner = owner_by_name(target);
     if (!owner) return fail(fmt::format("unknown target \"{}\" (expected \"host\" or a VM name)", target));
     if (auto conflict = registry_.find_conflict(range)) return fail(describe_conflict_locked(range, *conflict));
+    std::string answer_ports = check_answer_ports_locked(*owner, range);
+    if (!answer_ports.empty()) return fail(answer_ports);
     registry_.add(range, *owner);
     return publish_locked({range});
 }
@@ -96,6 +110,12 @@ Result<ChangeReport> SwitchState::move_range(const PortRange& range, const std::
     if (!owner) return fail(fmt::format("unknown target \"{}\" (expected \"host\" or a VM name)", target));
     auto former = registry_.owner_of(range);
     if (!former) return fail(fmt::format("no range \"{}\" (move takes exactly a range that exists)", range.to_string()));
+    // The range moves as registered (with its translation, if any).
+    for (const OwnedRange& owned : registry_.list(*former))
+        if (owned.range.ports == range.ports && owned.range.tcp == range.tcp && owned.range.udp == range.udp) {
+            std::string answer_ports = *owner == *former ? "" : check_answer_ports_locked(*owner, owned.range);
+            if (!answer_ports.empty()) return fail(answer_ports);
+        }
     registry_.reassign(range, *owner);
     auto report = publish_locked({range});
     if (report) report.value().previous = owner_name(*former);
@@ -178,6 +198,10 @@ std::unique_ptr<Snapshot> SwitchState::build_snapshot_locked(const std::vector<P
     snap->unmatched = config_.unmatched;
     snap->firewall = firewall_;
     snap->table = next_table_locked(changed_ranges);
+    const Snapshot* current = publisher_.current();
+    snap->translation = current != nullptr && changed_ranges.empty() && current->table
+                            ? current->translation
+                            : build_port_translation(registry_, kFirstVmOwner + config_.vms.size());
     snap->owners.resize(kFirstVmOwner + config_.vms.size());
     snap->owners[kHostOwner].kind = OwnerKind::kHost;
     snap->owners[kHostOwner].port = kHostPortIndex;

@@ -76,6 +76,7 @@ private:
     Result<ChangeReport> publish_locked(const std::vector<PortRange>& changed_ranges = {});
     Result<ChangeReport> rebuild_firewall_locked(FirewallConfig next);
     std::string describe_conflict_locked(const PortRange& range, const RangeConflict& conflict) const;
+    std::string check_answer_ports_locked(OwnerId owner, const PortRange& range) const;
     Config running_config_locked() const;
     size_t serving_index_locked(size_t vm_index) const;
 

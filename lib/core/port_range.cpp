@@ -52,7 +52,35 @@ std::string PortSpan::to_string() const {
     return first == last ? fmt::format("{}", first) : fmt::format("{}-{}", first, last);
 }
 
+namespace {
+
+std::string_view trim(std::string_view text) {
+    while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
+    while (!text.empty() && text.back() == ' ') text.remove_suffix(1);
+    return text;
+}
+
+}  // namespace
+
 Result<PortRange> PortRange::parse(std::string_view text) {
+    const size_t arrow = text.find("->");
+    if (arrow == std::string_view::npos) return parse_untranslated(text, text);
+    auto range = parse_untranslated(text, trim(text.substr(0, arrow)));
+    if (!range) return range;
+    auto inner = parse_span(text, trim(text.substr(arrow + 2)));
+    if (!inner) return Result<PortRange>::fail(inner.error());
+    const unsigned outer_ports = range->ports.last - range->ports.first + 1u;
+    const unsigned inner_ports = inner->last - inner->first + 1u;
+    if (inner_ports != outer_ports)
+        return Result<PortRange>::fail(fmt::format("{}: the inner range has {} port{}, the outer {}", quoted(text),
+                                                   inner_ports, inner_ports == 1 ? "" : "s", outer_ports));
+    PortRange translated = *range;
+    translated.translated = true;
+    translated.inner_first = inner->first;
+    return Result<PortRange>::ok(translated);
+}
+
+Result<PortRange> PortRange::parse_untranslated(std::string_view whole, std::string_view text) {
     PortRange range;
     std::string_view body = text;
     const size_t colon = text.find(':');
@@ -64,24 +92,34 @@ Result<PortRange> PortRange::parse(std::string_view text) {
             range.tcp = false;
         } else {
             return Result<PortRange>::fail(
-                fmt::format("{}: unknown protocol {} (expected tcp: or udp:)", quoted(text), quoted(proto)));
+                fmt::format("{}: unknown protocol {} (expected tcp: or udp:)", quoted(whole), quoted(proto)));
         }
         body = text.substr(colon + 1);
     }
-    auto span = parse_span(text, body);
+    auto span = parse_span(whole, body);
     if (!span) return Result<PortRange>::fail(span.error());
     range.ports = *span;
     return Result<PortRange>::ok(range);
 }
 
 std::string PortRange::to_string() const {
-    if (tcp && !udp) return "tcp:" + ports.to_string();
-    if (udp && !tcp) return "udp:" + ports.to_string();
-    return ports.to_string();
+    const std::string outer = tcp && !udp ? "tcp:" + ports.to_string()
+                              : udp && !tcp ? "udp:" + ports.to_string()
+                                            : ports.to_string();
+    return translated ? outer + "->" + inner().to_string() : outer;
 }
 
 bool PortRange::overlaps(const PortRange& o) const {
     return ((tcp && o.tcp) || (udp && o.udp)) && ports.overlaps(o.ports);
+}
+
+const PortRange* answer_port_overlap(const std::vector<PortRange>& ranges, const PortRange& candidate) {
+    for (const PortRange& range : ranges) {
+        if (range == candidate) continue;
+        const bool common_proto = (range.tcp && candidate.tcp) || (range.udp && candidate.udp);
+        if (common_proto && range.inner().overlaps(candidate.inner())) return &range;
+    }
+    return nullptr;
 }
 
 }  // namespace portmux

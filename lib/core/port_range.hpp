@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/result.hpp"
 
@@ -33,20 +34,39 @@ struct PortSpan {
     bool operator!=(const PortSpan& o) const { return !(*this == o); }
 };
 
-// A range of ports for TCP, UDP or both.
+// A range of ports for TCP, UDP or both, optionally translated to other ports inside the VM.
 struct PortRange {
     bool tcp = true;
     bool udp = true;
     PortSpan ports{};
+    // Extension: "tcp:8080-8089->80-89" delivers port 8080 + i to the VM as port 80 + i (and rewrites the
+    // VM's answers from 80 + i back to 8080 + i). The inner span has as many ports as the outer one.
+    bool translated = false;
+    uint16_t inner_first = 0;
 
-    // "[tcp:|udp:]FROM[-TO]"; without a protocol prefix the range covers TCP and UDP.
+    // "[tcp:|udp:]FROM[-TO][->FROM[-TO]]"; without a protocol prefix the range covers TCP and UDP.
     static Result<PortRange> parse(std::string_view text);
-    std::string to_string() const;  // the same syntax, canonical ("tcp:80", "53", "udp:6000-6099")
+    std::string to_string() const;  // the same syntax, canonical ("tcp:80", "53", "udp:6000-6099", "tcp:8080->80")
+    PortSpan inner() const {
+        return translated ? PortSpan{inner_first, static_cast<uint16_t>(inner_first + (ports.last - ports.first))}
+                          : ports;
+    }
     bool covers(L4Proto proto) const { return proto == L4Proto::kTcp ? tcp : udp; }
     // True when both ranges cover a common protocol and share a port.
     bool overlaps(const PortRange& o) const;
-    bool operator==(const PortRange& o) const { return tcp == o.tcp && udp == o.udp && ports == o.ports; }
+    bool operator==(const PortRange& o) const {
+        return tcp == o.tcp && udp == o.udp && ports == o.ports && translated == o.translated &&
+               (!translated || inner_first == o.inner_first);
+    }
     bool operator!=(const PortRange& o) const { return !(*this == o); }
+
+private:
+    static Result<PortRange> parse_untranslated(std::string_view whole, std::string_view text);
 };
+
+// The ports a VM answers from are its ranges' inner ports (the outer ones when untranslated); two of one VM's
+// ranges may not share one for a protocol, or an answer could not be mapped back. Returns the first range
+// of `ranges` whose answer ports overlap `candidate`'s, or null.
+const PortRange* answer_port_overlap(const std::vector<PortRange>& ranges, const PortRange& candidate);
 
 }  // namespace portmux

@@ -19,6 +19,7 @@
 
 #include "pipeline/ingress_decision.hpp"
 #include "pipeline/parse.hpp"
+#include "pipeline/port_rewrite.hpp"
 #include "pipeline/reject.hpp"
 #include "pipeline/vm_egress.hpp"
 
@@ -199,6 +200,12 @@ void Worker::deliver(const Snapshot& snap, rte_mbuf* m, const ParsedFrame& parse
             const OwnerTarget& target = snap.owners[decision.owner];
             auto* eth = rte_pktmbuf_mtod(m, rte_ether_hdr*);
             std::memcpy(&eth->dst_addr, target.mac.bytes.data(), RTE_ETHER_ADDR_LEN);
+            if (snap.translation != nullptr && parsed.has_ports) {
+                const L4Proto proto = parsed.ip_proto == kIpProtoTcp ? L4Proto::kTcp : L4Proto::kUdp;
+                const uint16_t inner = snap.translation->inbound(proto, parsed.dst_port);
+                if (inner != parsed.dst_port)
+                    rewrite_l4_port(rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m), parsed, false, inner);
+            }
             counters_->add(SwitchCounter::to_vm);
             send_datagram(target.port, m, parsed, reassembled);
             break;
@@ -362,16 +369,26 @@ void Worker::handle_vm(const Snapshot& snap, uint16_t port_index, rte_mbuf** pkt
         if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void*));
         rte_mbuf* m = pkts[i];
         ParsedFrame parsed = parse(m, scratch);
+        // The rewrites below touch only headers; they must be contiguous (they are, but for exotic chains).
+        if (rte_pktmbuf_data_len(m) < rte_pktmbuf_pkt_len(m) && rte_pktmbuf_data_len(m) < kParseWindow &&
+            rte_pktmbuf_linearize(m) != 0) {
+            drop(m, SwitchCounter::drop_malformed);
+            continue;
+        }
+        if (snap.translation != nullptr && parsed.has_ports &&
+            (parsed.ip_proto == kIpProtoTcp || parsed.ip_proto == kIpProtoUdp)) {
+            // A translated range: the VM answers from its inner port, the wire must see the outer one.
+            const L4Proto proto = parsed.ip_proto == kIpProtoTcp ? L4Proto::kTcp : L4Proto::kUdp;
+            const uint16_t outer = snap.translation->outbound(self, proto, parsed.src_port);
+            if (outer != parsed.src_port) {
+                rewrite_l4_port(rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m), parsed, true, outer);
+                parsed.src_port = outer;
+            }
+        }
         EgressDecision decision = check_vm_egress(parsed, snap.shared, *snap.table, self, snap.owners.data());
         if (!decision.forward) {
             counters_->add(port_index, PortCounter::dropped_spoof);
             drop(m, decision.drop_reason);
-            continue;
-        }
-        // The rewrite touches only headers; they must be contiguous (they are, but for exotic chains).
-        if (rte_pktmbuf_data_len(m) < rte_pktmbuf_pkt_len(m) && rte_pktmbuf_data_len(m) < kParseWindow &&
-            rte_pktmbuf_linearize(m) != 0) {
-            drop(m, SwitchCounter::drop_malformed);
             continue;
         }
         rewrite_vm_egress(rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m), parsed, shared_.uplink_mac);

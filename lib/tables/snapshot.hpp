@@ -11,6 +11,7 @@
 #include "pipeline/shared_addresses.hpp"
 #include "tables/firewall.hpp"
 #include "tables/port_owners.hpp"
+#include "tables/port_translation.hpp"
 
 struct rte_rcu_qsbr;
 
@@ -25,6 +26,7 @@ struct Snapshot {
     std::shared_ptr<const Firewall> firewall;  // shared between generations until the rules change
     std::shared_ptr<const PortOwnerTable> table;  // 256 KiB; shared between generations until ranges change
     std::vector<OwnerTarget> owners;           // indexed by OwnerId; covers every id the table holds
+    std::shared_ptr<const PortTranslation> translation;  // null unless some range translates ports
 };
 
 // Publishes snapshots to the workers and frees replaced ones once every worker has moved on.

@@ -351,6 +351,20 @@ TEST_CASE("config: backup names another VM of the list") {
     CHECK_CONFIG_ERROR(doc, "vms[0].backup", "expected a string");
 }
 
+TEST_CASE("config: translated ranges belong to VMs whose answer ports stay unambiguous") {
+    json doc = minimal();
+    doc["vms"] = json{vm("web", "52:54:00:00:00:01", json{"tcp:8080-8089->80-89", "tcp:443"})};
+    Config config = parse_config(doc);
+    REQUIRE(config.vms[0].ranges[0].translated);
+    CHECK(parse_config(config_to_json(config)).vms[0].ranges[0] == config.vms[0].ranges[0]);
+    doc["vms"][0]["ranges"] = json{"tcp:80", "tcp:8080->80"};
+    CHECK_CONFIG_ERROR(doc, "vms[0].ranges[1]", "\"tcp:8080->80\": the VM answers from ports 80 of \"tcp:80\" already");
+    doc["vms"][0]["ranges"] = json::array();
+    doc["host"] = {{"ranges", json{"tcp:2222->22"}}};
+    CHECK_CONFIG_ERROR(doc, "host.ranges[0]",
+                       "\"tcp:2222->22\": port translation is for VMs (the host's ports reach it unchanged)");
+}
+
 TEST_CASE("config: range syntax errors name the range's path") {
     json doc = minimal();
     doc["vms"] = json{vm("web", "52:54:00:00:00:01"), vm("db", "52:54:00:00:00:02", {"90-80"})};
