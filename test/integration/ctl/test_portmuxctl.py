@@ -300,6 +300,8 @@ def test_changes(ctl, pm):
     out, err = ctl.fails(1, ["no range"], "raw", "/portmux/range/del,tcp:1")
     check(json.loads(out).get("error", "").startswith("no range"), "raw: prints the error answer too", out)
     ctl.fails(1, ["unknown command"], "raw", "/portmux/nothing")
+    a = ctl.ok("raw", "/help,/portmux/range/add")
+    check("TARGET,RANGE" in a, "raw /help,/portmux/range/add: the command's help", a)
     a = ctl.ok("raw", "/")
     check("/portmux/range/add" in json.loads(a), "raw /: lists portmux's commands", a)
 
