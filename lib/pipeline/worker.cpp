@@ -130,8 +130,9 @@ void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
     alignas(8) uint8_t scratch[kParseWindow];
     const uint64_t now = rte_rdtsc();
 
+    // Headers of the whole burst are requested at once: their cache misses overlap instead of adding up.
+    for (uint16_t i = 0; i < n; ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
     for (uint16_t i = 0; i < n; ++i) {
-        if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void*));
         rte_mbuf* m = pkts[i];
         parsed[i] = parse(m, scratch);
         UplinkPlan plan = plan_uplink_frame(parsed[i], snap.shared);
@@ -365,8 +366,8 @@ void Worker::handle_vm(const Snapshot& snap, uint16_t port_index, rte_mbuf** pkt
         return;
     }
     alignas(8) uint8_t scratch[kParseWindow];
+    for (uint16_t i = 0; i < n; ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
     for (uint16_t i = 0; i < n; ++i) {
-        if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void*));
         rte_mbuf* m = pkts[i];
         ParsedFrame parsed = parse(m, scratch);
         // The rewrites below touch only headers; they must be contiguous (they are, but for exotic chains).
