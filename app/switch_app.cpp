@@ -127,6 +127,9 @@ int run_switch(const CommandLine& command_line, const Config& config) {
     std::unique_ptr<PortSet> ports;
     std::vector<std::unique_ptr<Worker>> workers;
     std::vector<unsigned> worker_lcores;
+    // Signals first: a SIGTERM during startup (which can take seconds: hugepages, vhost sockets, the
+    // firewall build) stops portmux cleanly once it is up, instead of killing it half-initialised.
+    install_signal_handlers();
     try {
         init_eal(command_line, config);
         log_init();
@@ -171,13 +174,13 @@ int run_switch(const CommandLine& command_line, const Config& config) {
         return 1;
     }
 
-    install_signal_handlers();
-    // Links first: a VM whose port is down at start is served by its backup from the first packet on.
+    // Commands can be served before any packet flows; then links: a VM whose port is down at start is
+    // served by its backup from the first packet on.
+    register_telemetry(g_lifetime->control.get());
     std::vector<int> link(ports->ports().size(), -1);
     watch_links(*ports, *g_lifetime->state, link);
     for (size_t i = 0; i < workers.size(); ++i)
         rte_eal_remote_launch(Worker::lcore_main, workers[i].get(), worker_lcores[i]);
-    register_telemetry(g_lifetime->control.get());
     PMX_LOG_INFO("forwarding with {} worker(s); shared address {}", workers.size(), config.shared_ip.to_string());
 
     // The main lcore is the control side: it only watches links (and signals) while telemetry serves commands.

@@ -212,7 +212,7 @@ def ping(args):
 def telemetry(args):
     path = f"/var/run/dpdk/{args.prefix}/dpdk_telemetry.v2"
     s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    s.settimeout(5)
+    s.settimeout(30)  # a change waits for every worker to pass a quiescent point; a loaded host is slow
     s.connect(path)
     s.recv(16384)  # the greeting: version, pid, max output length
     s.send(args.command.encode())
@@ -269,7 +269,7 @@ pmx_net() {
 
 # pmx_tel COMMAND [--key K]...: a telemetry query answered as JSON (compact).
 pmx_tel() {
-    timeout 10 /usr/bin/python3 "$PMX_WORKDIR/pmxnet.py" telemetry "$PMX_PREFIX" "$@"
+    timeout 40 /usr/bin/python3 "$PMX_WORKDIR/pmxnet.py" telemetry "$PMX_PREFIX" "$@"
 }
 
 pmx_sysctl() {
@@ -359,6 +359,12 @@ pmx_start_portmux() {
         sleep 0.1
     done
     ((i < 200)) || { cat "$log" >&2; pmx_fail "portmux: no pmx0 / telemetry socket after 20 s"; }
+    # The socket opens before portmux registers its commands: wait until they answer.
+    for ((i = 0; i < 200; i++)); do
+        [[ $(pmx_tel /portmux/info --key version 2>/dev/null) == \"* ]] && break
+        sleep 0.1
+    done
+    ((i < 200)) || { cat "$log" >&2; pmx_fail "portmux: /portmux/info did not answer within 20 s"; }
     ip -n "$PMX_NS_SW" addr add "$PMX_SHARED_IP/24" dev pmx0
     ip -n "$PMX_NS_SW" link set pmx0 up
 }

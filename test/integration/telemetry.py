@@ -51,3 +51,25 @@ class Telemetry:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def wait_ready(file_prefix, timeout=60.0, proc=None):
+    """Waits until portmux (started with FILE_PREFIX) answers /portmux/info; returns the answer.
+
+    The socket opens during EAL start-up, before portmux registers its commands (which then answer null), so
+    the socket existing is not enough. Raises TelemetryError after `timeout` seconds or when `proc` exits.
+    """
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise TelemetryError("portmux exited with status %s during start-up" % proc.returncode)
+        try:
+            with Telemetry(socket_path(file_prefix)) as tel:
+                info = tel.query("/portmux/info")
+                if isinstance(info, dict) and "version" in info:
+                    return info
+        except (OSError, ValueError, TelemetryError):
+            pass
+        time.sleep(0.1)
+    raise TelemetryError("portmux did not answer /portmux/info within %g s" % timeout)

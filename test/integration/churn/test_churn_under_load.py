@@ -17,7 +17,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from telemetry import Telemetry, socket_path  # noqa: E402
+from telemetry import Telemetry, TelemetryError, socket_path, wait_ready  # noqa: E402
 
 from scapy.all import IP, TCP, UDP, Ether, wrpcap  # noqa: E402
 
@@ -79,18 +79,17 @@ def main():
         log = open(os.path.join(work, "portmux.log"), "w")
         proc = subprocess.Popen([portmux, "-c", config_file, "--", "--no-huge", "-m", "512", "--no-pci",
                                  "--lcores", "0@0,1@1", "--file-prefix", prefix], stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 30
-        while not os.path.exists(socket_path(prefix)):
-            if proc.poll() is not None or time.time() > deadline:
-                fail("portmux did not start: " + open(log.name).read()[-2000:])
-            time.sleep(0.1)
-        time.sleep(0.5)
+        try:
+            wait_ready(prefix, timeout=60, proc=proc)
+        except TelemetryError as e:
+            fail("%s: %s" % (e, open(log.name).read()[-2000:]))
 
         owner = "vm1"
         latencies = []
-        with Telemetry(socket_path(prefix)) as tel:
-            if tel.query("/portmux/stats")["to_vm"] == 0:
-                time.sleep(1)
+        with Telemetry(socket_path(prefix), timeout=30) as tel:
+            deadline = time.time() + 30
+            while tel.query("/portmux/stats")["to_vm"] == 0 and time.time() < deadline:
+                time.sleep(0.1)
             start = time.time()
             for i in range(moves):
                 target = "vm2" if owner == "vm1" else "vm1"

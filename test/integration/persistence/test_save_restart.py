@@ -16,7 +16,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from telemetry import Telemetry, socket_path  # noqa: E402
+from telemetry import Telemetry, TelemetryError, socket_path, wait_ready  # noqa: E402
 
 PORTMUX = sys.argv[1]
 WORK = tempfile.mkdtemp(prefix="pmx-persist-")
@@ -32,12 +32,10 @@ def start(config_file):
     log = open(os.path.join(WORK, "portmux.log"), "a")
     proc = subprocess.Popen([PORTMUX, "-c", config_file, "--", "--no-huge", "-m", "256", "--lcores", "0@0,1@1",
                              "--file-prefix", PREFIX], stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-    deadline = time.time() + 30
-    while not os.path.exists(socket_path(PREFIX)):
-        if proc.poll() is not None or time.time() > deadline:
-            fail("portmux did not start:\n" + open(log.name).read()[-2000:])
-        time.sleep(0.1)
-    time.sleep(0.3)
+    try:
+        wait_ready(PREFIX, timeout=60, proc=proc)
+    except TelemetryError as e:
+        fail("%s:\n%s" % (e, open(log.name).read()[-2000:]))
     return proc
 
 
@@ -81,7 +79,7 @@ def main():
         json.dump(config, f)
 
     proc = start(config_file)
-    with Telemetry(socket_path(PREFIX)) as tel:
+    with Telemetry(socket_path(PREFIX), timeout=30) as tel:
         for command in ["/portmux/range/add,web,udp:5000-5099", "/portmux/range/move,tcp:443,db",
                         "/portmux/range/del,tcp:80", "/portmux/range/add,host,40000-40999",
                         "/portmux/vm/disable,db",
@@ -108,7 +106,7 @@ def main():
     print("PASS: the saved file passes --check and keeps untouched settings")
 
     proc = start(config_file)
-    with Telemetry(socket_path(PREFIX)) as tel:
+    with Telemetry(socket_path(PREFIX), timeout=30) as tel:
         after = state(tel)
     stop(proc)
     if after != before:

@@ -14,6 +14,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from telemetry import TelemetryError, wait_ready  # noqa: E402
+
 PORTMUX = sys.argv[1]
 WORK = tempfile.mkdtemp(prefix="pmx-startup-")
 FAILURES = []
@@ -124,11 +127,10 @@ def main():
     for sig in (signal.SIGTERM, signal.SIGINT):
         proc = subprocess.Popen([PORTMUX, "-c", good] + eal("sig%d" % sig), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        sock = "/var/run/dpdk/%s/dpdk_telemetry.v2" % PREFIXES[-1]
-        deadline = time.time() + 30
-        while not os.path.exists(sock) and time.time() < deadline and proc.poll() is None:
-            time.sleep(0.1)
-        time.sleep(0.5)
+        try:
+            wait_ready(PREFIXES[-1], timeout=60, proc=proc)
+        except TelemetryError as e:
+            print("      (%s)" % e)
         proc.send_signal(sig)
         try:
             out, err = proc.communicate(timeout=30)
