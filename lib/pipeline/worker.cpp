@@ -233,7 +233,8 @@ void Worker::flood(const Snapshot& snap, rte_mbuf* m) {
     const bool to_uplink = std::memcmp(&eth->dst_addr, shared_.uplink_mac.bytes.data(), RTE_ETHER_ADDR_LEN) == 0;
     for (size_t owner = kFirstVmOwner; owner < snap.owners.size(); ++owner) {
         const OwnerTarget& target = snap.owners[owner];
-        if (target.kind != OwnerKind::kVm) continue;
+        // One copy per VM port: a VM served by its backup (its port is down) adds none to the backup's.
+        if (target.kind != OwnerKind::kVm || target.port != vm_port_index(owner - kFirstVmOwner)) continue;
         rte_mbuf* copy = rte_pktmbuf_copy(m, shared_.pool, 0, UINT32_MAX);
         if (copy == nullptr) {
             counters_->add(SwitchCounter::drop_no_mbuf);
