@@ -1,6 +1,7 @@
 // Wiring of the running switch. Owns nothing clever: every piece lives in lib/ or drivers/.
 #include "switch_app.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -155,6 +156,11 @@ int run_switch(const CommandLine& command_line, const Config& config) {
         shared.indirect_pool = ports->indirect_pool();
         shared.uplink_mac = ports->uplink().mac;
         shared.port_count = static_cast<uint16_t>(ports->ports().size());
+        // The host's limit is shared among the workers: the uplink's RSS spreads its traffic over them.
+        shared.host_rate_pps = config.host.rate_limit_pps == 0
+                                   ? 0
+                                   : std::max<uint32_t>(1, config.host.rate_limit_pps /
+                                                               static_cast<uint32_t>(worker_lcores.size()));
         for (WorkerSetup& setup : ports->plan_workers()) workers.push_back(std::make_unique<Worker>(setup, shared));
 
         auto control = std::make_unique<ControlContext>();

@@ -63,6 +63,12 @@ PortSet::PortSet(const Config& config, unsigned workers) : workers_(std::max(1u,
         ports_.push_back(port);
     }
     for (size_t i = 0; i < ports_.size(); ++i) ports_[i].index = static_cast<uint16_t>(i);
+    // Every VM port is an ethdev, and DPDK is built with a fixed number of them (32 in Debian's build):
+    // say so plainly instead of letting a probe fail with "Cannot allocate memory".
+    if (ports_.size() > RTE_MAX_ETHPORTS)
+        throw StartupError(fmt::format("{} VMs configured, but this DPDK build has room for {} ports: the uplink, the "
+                                       "host and at most {} VMs (RTE_MAX_ETHPORTS)",
+                                       config.vms.size(), RTE_MAX_ETHPORTS, RTE_MAX_ETHPORTS - 2));
 
     try {
         // Probe everything first: queue counts depend on what each device supports, and the pool size on

@@ -21,9 +21,14 @@ struct UplinkConfig {
     std::optional<MacAddr> mac;  // absent: keep the device's own MAC
 };
 
+inline constexpr uint32_t kDefaultHostRateLimitPps = 100000;
+
 struct HostConfig {
     std::string device = kDefaultHostDevice;
     std::vector<PortRange> ranges;
+    // Extension: frames per second the workers hand to the host port (0: no limit). Writing to a TAP is a
+    // system call per frame; the limit keeps a flood toward the host from slowing VM traffic.
+    uint32_t rate_limit_pps = kDefaultHostRateLimitPps;
 };
 
 enum class VhostMode : uint8_t { kClient, kServer };

@@ -216,7 +216,12 @@ HostConfig parse_host(const json* value, const std::string& path, DeviceNames& d
     HostConfig host;
     if (value != nullptr) {
         expect_object(*value, path);
-        check_keys(*value, path, {"device", "ranges"});
+        check_keys(*value, path, {"device", "ranges", "rate_limit_pps"});
+        if (const json* rate = find(*value, "rate_limit_pps")) {
+            if (!rate->is_number_integer() || rate->get<int64_t>() < 0 || rate->get<int64_t>() > 100000000)
+                fail(child(path, "rate_limit_pps"), "expected a number of frames per second, 0 (no limit) to 100000000");
+            host.rate_limit_pps = static_cast<uint32_t>(rate->get<int64_t>());
+        }
         if (const json* device = find(*value, "device"))
             host.device = expect_nonempty_string(*device, child(path, "device"));
     }

@@ -54,6 +54,7 @@ json config_to_json(const Config& config) {
     json host = json::object();
     if (config.host.device != kDefaultHostDevice) host["device"] = config.host.device;
     if (!config.host.ranges.empty()) host["ranges"] = ranges_to_json(config.host.ranges);
+    if (config.host.rate_limit_pps != kDefaultHostRateLimitPps) host["rate_limit_pps"] = config.host.rate_limit_pps;
     if (!host.empty()) doc["host"] = host;
 
     json vms = json::array();

@@ -54,8 +54,6 @@ UplinkPlan plan_uplink_frame(const ParsedFrame& frame, const SharedAddresses& sh
     }
 }
 
-namespace {
-
 // An ICMP error about a packet sent from the shared address goes to the owner of the port that sent it,
 // so path-MTU discovery and traceroute work inside VMs. Anything else ICMP stays with the host.
 DeliveryDecision decide_icmp_error(const ParsedFrame& frame, const PortOwnerTable& table, const OwnerTarget* owners) {
@@ -77,53 +75,5 @@ DeliveryDecision decide_icmp_error(const ParsedFrame& frame, const PortOwnerTabl
     return d;
 }
 
-}  // namespace
-
-DeliveryDecision decide_delivery(const ParsedFrame& frame, const PortOwnerTable& table, const OwnerTarget* owners,
-                                 UnmatchedPolicy unmatched) {
-    DeliveryDecision d;
-    if (!frame.has_ports || (frame.ip_proto != kIpProtoTcp && frame.ip_proto != kIpProtoUdp)) {
-        if (frame.has_quoted_ports) return decide_icmp_error(frame, table, owners);
-        d.delivery = Delivery::kHost;
-        return d;
-    }
-    const L4Proto proto = frame.ip_proto == kIpProtoTcp ? L4Proto::kTcp : L4Proto::kUdp;
-    const OwnerId id = table.lookup(proto, frame.dst_port);
-    const OwnerKind kind = id == kNoOwner ? OwnerKind::kNone : owners[id].kind;
-    d.owner = id;
-    switch (kind) {
-        case OwnerKind::kVm:
-            if (owners[id].enabled) {
-                d.delivery = Delivery::kVm;
-            } else {
-                // A disabled VM's traffic is dropped, never leaked to the host.
-                d.delivery = Delivery::kDrop;
-                d.drop_reason = SwitchCounter::drop_vm_disabled;
-            }
-            return d;
-        case OwnerKind::kHost:
-            // The host's own ports reach it whatever `unmatched` says: that policy is for ports nobody owns.
-            d.delivery = Delivery::kHost;
-            return d;
-        case OwnerKind::kNone:
-        default:
-            d.owner = kNoOwner;
-            break;
-    }
-    switch (unmatched) {
-        case UnmatchedPolicy::kDrop:
-            d.delivery = Delivery::kDrop;
-            d.drop_reason = SwitchCounter::drop_unmatched;
-            break;
-        case UnmatchedPolicy::kReject:
-            d.delivery = Delivery::kReject;
-            break;
-        case UnmatchedPolicy::kHost:
-        default:
-            d.delivery = Delivery::kHost;
-            break;
-    }
-    return d;
-}
 
 }  // namespace portmux

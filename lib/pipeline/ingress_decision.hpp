@@ -42,10 +42,58 @@ struct DeliveryDecision {
     SwitchCounter drop_reason = SwitchCounter::drop_unmatched;  // meaningful for kDrop
 };
 
-// Steps 4 and 5 for a packet the firewall accepted: not TCP/UDP -> host; a VM's port -> that VM (or drop,
-// counted drop_vm_disabled, when the VM is disabled); a host port -> host; no owner -> the unmatched policy.
-// `owners` is indexed by OwnerId. Pure function.
-DeliveryDecision decide_delivery(const ParsedFrame& frame, const PortOwnerTable& table, const OwnerTarget* owners,
-                                 UnmatchedPolicy unmatched);
+// Where an ICMP/ICMPv6 error quoting a TCP/UDP packet goes (see decide_delivery). Pure function.
+DeliveryDecision decide_icmp_error(const ParsedFrame& frame, const PortOwnerTable& table, const OwnerTarget* owners);
+
+// Steps 4 and 5 for a packet the firewall accepted: not TCP/UDP -> host (ICMP errors: the VM that sent the
+// quoted packet); a VM's port -> that VM (or drop, counted drop_vm_disabled, when the VM is disabled); a host
+// port -> host; no owner -> the unmatched policy. `owners` is indexed by OwnerId. Pure function, inline
+// because it runs for nearly every packet and is little more than one table load.
+inline DeliveryDecision decide_delivery(const ParsedFrame& frame, const PortOwnerTable& table,
+                                        const OwnerTarget* owners, UnmatchedPolicy unmatched) {
+    DeliveryDecision d;
+    if (!frame.has_ports || (frame.ip_proto != kIpProtoTcp && frame.ip_proto != kIpProtoUdp)) {
+        if (frame.has_quoted_ports) return decide_icmp_error(frame, table, owners);
+        d.delivery = Delivery::kHost;
+        return d;
+    }
+    const L4Proto proto = frame.ip_proto == kIpProtoTcp ? L4Proto::kTcp : L4Proto::kUdp;
+    const OwnerId id = table.lookup(proto, frame.dst_port);
+    const OwnerKind kind = id == kNoOwner ? OwnerKind::kNone : owners[id].kind;
+    d.owner = id;
+    switch (kind) {
+        case OwnerKind::kVm:
+            if (owners[id].enabled) {
+                d.delivery = Delivery::kVm;
+            } else {
+                // A disabled VM's traffic is dropped, never leaked to the host.
+                d.delivery = Delivery::kDrop;
+                d.drop_reason = SwitchCounter::drop_vm_disabled;
+            }
+            return d;
+        case OwnerKind::kHost:
+            // The host's own ports reach it whatever `unmatched` says: that policy is for ports nobody owns.
+            d.delivery = Delivery::kHost;
+            return d;
+        case OwnerKind::kNone:
+        default:
+            d.owner = kNoOwner;
+            break;
+    }
+    switch (unmatched) {
+        case UnmatchedPolicy::kDrop:
+            d.delivery = Delivery::kDrop;
+            d.drop_reason = SwitchCounter::drop_unmatched;
+            break;
+        case UnmatchedPolicy::kReject:
+            d.delivery = Delivery::kReject;
+            break;
+        case UnmatchedPolicy::kHost:
+        default:
+            d.delivery = Delivery::kHost;
+            break;
+    }
+    return d;
+}
 
 }  // namespace portmux

@@ -54,7 +54,7 @@ struct ParsedFrame {
     // ICMPv6 (kind == kIpv6, ip_proto == 58, not a fragment)
     uint8_t icmp6_type = 0;
     bool has_ndp_target = false;  // neighbour solicitation/advertisement with a complete target field
-    uint8_t ndp_target[16] = {};
+    uint8_t ndp_target[16];      // valid when has_ndp_target (left unset otherwise: not zeroed per packet)
 
     // ICMP/ICMPv6 errors (destination/port unreachable, fragmentation needed / packet too big, time
     // exceeded, parameter problem) quoting a TCP/UDP packet: the quoted packet's source, which for an error
@@ -62,7 +62,7 @@ struct ParsedFrame {
     bool has_quoted_ports = false;
     uint8_t quoted_proto = 0;       // 6 or 17
     uint16_t quoted_src_port = 0;   // host byte order
-    uint8_t quoted_src[16] = {};    // IPv4 uses the first 4 bytes (network byte order)
+    uint8_t quoted_src[16];       // valid when has_quoted_ports; IPv4 uses the first 4 bytes (network order)
 
     union {
         FlowKey4 v4;

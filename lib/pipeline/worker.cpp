@@ -2,7 +2,9 @@
 // TCP/UDP check and range lookup -> rewrite -> tx. See docs/architecture.md for the picture.
 #include "pipeline/worker.hpp"
 
+#include <algorithm>
 #include <cstring>
+#include <new>
 #include <stdexcept>
 
 #include <rte_cycles.h>
@@ -53,6 +55,11 @@ Worker::Worker(WorkerSetup setup, const WorkerShared& shared)
                                            static_cast<int>(rte_socket_id()));
     if (frag_table_ == nullptr) throw std::runtime_error("cannot allocate the fragment reassembly table");
     expiry_interval_ = hz / 100;  // look for expired datagrams every 10 ms
+    if (shared_.host_rate_pps != 0) {
+        host_bucket_ = std::max(1.0, shared_.host_rate_pps / 10.0);
+        host_tokens_ = host_bucket_;
+        host_tokens_per_cycle_ = static_cast<double>(shared_.host_rate_pps) / static_cast<double>(hz);
+    }
 }
 
 Worker::~Worker() {
@@ -122,19 +129,23 @@ ParsedFrame Worker::parse(rte_mbuf* m, uint8_t* scratch) const {
 // Uplink to inside: plan every frame, classify the ones for a shared address with the firewall in one
 // call per address family, then deliver in arrival order.
 void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
-    ParsedFrame parsed[kBurstSize];
+    // Raw storage: each frame's ParsedFrame is built in place by parse(); zeroing a burst's worth first
+    // and copying each result in would cost more than parsing.
+    alignas(ParsedFrame) unsigned char parsed_storage[sizeof(ParsedFrame) * kBurstSize];
+    ParsedFrame* parsed = reinterpret_cast<ParsedFrame*>(parsed_storage);
     rte_mbuf* fw_pkts[kBurstSize];
     uint16_t fw_index[kBurstSize];  // index into parsed[]
     bool fw_reassembled[kBurstSize];
     uint16_t fw_count = 0;
     alignas(8) uint8_t scratch[kParseWindow];
     const uint64_t now = rte_rdtsc();
+    refill_host_tokens(now);
 
     // Headers of the whole burst are requested at once: their cache misses overlap instead of adding up.
     for (uint16_t i = 0; i < n; ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
     for (uint16_t i = 0; i < n; ++i) {
         rte_mbuf* m = pkts[i];
-        parsed[i] = parse(m, scratch);
+        new (&parsed[i]) ParsedFrame(parse(m, scratch));
         UplinkPlan plan = plan_uplink_frame(parsed[i], snap.shared);
         bool reassembled = false;
         if (plan.step == UplinkStep::kReassemble) {
@@ -142,14 +153,13 @@ void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
             if (m == nullptr) continue;  // held until its other fragments arrive (or dropped and counted)
             counters_->add(SwitchCounter::reassembled);
             reassembled = true;
-            parsed[i] = parse(m, scratch);
+            new (&parsed[i]) ParsedFrame(parse(m, scratch));
             plan = plan_uplink_frame(parsed[i], snap.shared);
             if (plan.step == UplinkStep::kReassemble) plan = {UplinkStep::kDrop, SwitchCounter::drop_fragment};
         }
         switch (plan.step) {
             case UplinkStep::kToHost:
-                counters_->add(SwitchCounter::to_host);
-                send(kHostPortIndex, m);
+                send_to_host(m);
                 break;
             case UplinkStep::kFlood: flood(snap, m); break;
             case UplinkStep::kDrop: drop(m, plan.drop_reason); break;
@@ -212,6 +222,10 @@ void Worker::deliver(const Snapshot& snap, rte_mbuf* m, const ParsedFrame& parse
             break;
         }
         case Delivery::kHost:
+            if (!take_host_token()) {
+                drop(m, SwitchCounter::drop_host_rate);
+                break;
+            }
             counters_->add(SwitchCounter::to_host);
             send_datagram(kHostPortIndex, m, parsed, reassembled);
             break;
@@ -245,6 +259,11 @@ void Worker::flood(const Snapshot& snap, rte_mbuf* m) {
             std::memcpy(&copy_eth->dst_addr, target.mac.bytes.data(), RTE_ETHER_ADDR_LEN);
         }
         send(target.port, copy);
+    }
+    if (!take_host_token()) {
+        rte_pktmbuf_free(m);  // the frame is counted once, in `flooded`: the VMs got their copies
+        counters_->add(SwitchCounter::drop_host_rate);
+        return;
     }
     send(kHostPortIndex, m);
 }
@@ -405,6 +424,28 @@ void Worker::drain_handoffs() {
         unsigned n = rte_ring_sc_dequeue_burst(in.ring, reinterpret_cast<void**>(pkts), kBurstSize, nullptr);
         for (unsigned i = 0; i < n; ++i) send(in.port_index, pkts[i]);
     }
+}
+
+void Worker::refill_host_tokens(uint64_t now) {
+    if (host_tokens_per_cycle_ == 0) return;
+    host_tokens_ = std::min(host_bucket_, host_tokens_ + static_cast<double>(now - host_refilled_at_) * host_tokens_per_cycle_);
+    host_refilled_at_ = now;
+}
+
+bool Worker::take_host_token() {
+    if (host_tokens_per_cycle_ == 0) return true;
+    if (host_tokens_ < 1) return false;
+    host_tokens_ -= 1;
+    return true;
+}
+
+void Worker::send_to_host(rte_mbuf* m) {
+    if (!take_host_token()) {
+        drop(m, SwitchCounter::drop_host_rate);
+        return;
+    }
+    counters_->add(SwitchCounter::to_host);
+    send(kHostPortIndex, m);
 }
 
 void Worker::send(uint16_t port_index, rte_mbuf* m) {

@@ -53,6 +53,7 @@ struct WorkerShared {
     MacAddr uplink_mac{};
     uint16_t port_count = 0;  // dense ports: uplink, host, VMs
     uint16_t mtu = 1500;      // largest IP packet sent to a VM or the host without fragmenting it
+    uint32_t host_rate_pps = 0;  // frames per second this worker may hand to the host port (0: no limit)
 };
 
 // One worker's assignment, built before the worker starts and never changed while it runs.
@@ -98,6 +99,11 @@ private:
     void send_datagram(uint16_t port_index, rte_mbuf* m, const ParsedFrame& parsed, bool reassembled);
 
     void send(uint16_t port_index, rte_mbuf* m);
+    // Frames for the host go through a token bucket: a TAP costs a system call per frame, and a flood toward
+    // the host must not take the worker away from VM traffic. Over the limit: dropped, drop_host_rate.
+    void send_to_host(rte_mbuf* m);
+    bool take_host_token();
+    void refill_host_tokens(uint64_t now);
     void flush(uint16_t port_index);
     void flush_all();
     void drop(rte_mbuf* m, SwitchCounter reason);
@@ -111,6 +117,10 @@ private:
     rte_ip_frag_tbl* frag_table_ = nullptr;
     std::unique_ptr<rte_ip_frag_death_row> death_row_;
     uint64_t next_expiry_check_ = 0;
+    double host_tokens_ = 0;         // frames the host may still take now
+    double host_bucket_ = 0;         // at most this many (a tenth of a second's worth)
+    double host_tokens_per_cycle_ = 0;
+    uint64_t host_refilled_at_ = 0;
     uint64_t expiry_interval_ = 0;
 };
 

@@ -227,7 +227,7 @@ TEST_CASE("config: host keys, types and device name clashes") {
     doc["host"] = {{"ranges", {22}}};
     CHECK_CONFIG_ERROR(doc, "host.ranges[0]", "expected a string");
     doc["host"] = {{"iface", "pmx0"}};
-    CHECK_CONFIG_ERROR(doc, "host.iface", "unknown key (expected one of: device, ranges)");
+    CHECK_CONFIG_ERROR(doc, "host.iface", "unknown key (expected one of: device, ranges, rate_limit_pps)");
     // DPDK names a device by the devargs before the first comma: two ports cannot share it.
     doc = minimal();
     doc["uplink"]["device"] = "net_tap0,iface=eth1";
@@ -363,6 +363,20 @@ TEST_CASE("config: translated ranges belong to VMs whose answer ports stay unamb
     doc["host"] = {{"ranges", json{"tcp:2222->22"}}};
     CHECK_CONFIG_ERROR(doc, "host.ranges[0]",
                        "\"tcp:2222->22\": port translation is for VMs (the host's ports reach it unchanged)");
+}
+
+TEST_CASE("config: host.rate_limit_pps is frames per second, 0 for no limit, 100000 by default") {
+    json doc = minimal();
+    CHECK(parse_config(doc).host.rate_limit_pps == 100000);
+    doc["host"] = {{"rate_limit_pps", 0}};
+    CHECK(parse_config(doc).host.rate_limit_pps == 0);
+    doc["host"]["rate_limit_pps"] = 5000;
+    Config config = parse_config(doc);
+    CHECK(parse_config(config_to_json(config)).host.rate_limit_pps == 5000);
+    doc["host"]["rate_limit_pps"] = -1;
+    CHECK_CONFIG_ERROR(doc, "host.rate_limit_pps", "expected a number of frames per second, 0 (no limit) to 100000000");
+    doc["host"]["rate_limit_pps"] = "fast";
+    CHECK_CONFIG_ERROR(doc, "host.rate_limit_pps", "expected a number of frames per second, 0 (no limit) to 100000000");
 }
 
 TEST_CASE("config: range syntax errors name the range's path") {

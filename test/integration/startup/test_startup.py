@@ -112,6 +112,13 @@ def main():
     check("a vhost socket path that cannot be created: exit 1 with one line",
           r.returncode == 1 and len(lines) == 1 and "web.sock" in lines[0] and "web" in lines[0], r.stderr[-1500:])
 
+    many = pcap_config(vms=[{"name": "vm%d" % i, "device": "net_null%d,no-rx=1" % (i + 2),
+                             "mac": "52:54:00:00:01:%02x" % (i + 1)} for i in range(31)])
+    r = run(["-c", write_config("many.json", many)] + eal("many"))
+    lines = portmux_lines(r.stderr)
+    check("more VMs than DPDK has ports for: exit 1 with one line saying so",
+          r.returncode == 1 and len(lines) == 1 and "RTE_MAX_ETHPORTS" in lines[0], r.stderr[-1500:])
+
     r = run(["-c", good, "--", "--no-huge", "-m", "256", "-l", "0", "--file-prefix", "pmx-startup-one-%d" % os.getpid()])
     PREFIXES.append("pmx-startup-one-%d" % os.getpid())
     lines = portmux_lines(r.stderr)
