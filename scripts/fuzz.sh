@@ -12,6 +12,7 @@ targets=("$@")
 
 if ! command -v clang++ >/dev/null || ! ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1; then
     echo "fuzz.sh: installing clang and its sanitizer runtimes"
+    apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q clang libclang-rt-14-dev >/dev/null
 fi
 
