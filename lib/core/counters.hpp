@@ -24,6 +24,7 @@ namespace portmux {
     X(drop_spoof_port, "dropped from a VM: TCP/UDP source port outside the VM's ranges")                \
     X(drop_tx, "dropped at transmit: queue full or port down")                                          \
     X(drop_host_rate, "dropped: traffic to the host above host.rate_limit_pps")                         \
+    X(host_copies_limited, "flooded frames whose host copy the host rate limit refused (counted in flooded)") \
     X(drop_no_mbuf, "dropped: no mbuf for a copy or an answer")                                         \
     X(drop_fragment, "fragments dropped: reassembly table full, overlapping or invalid")                \
     X(fragments_held, "fragments held for reassembly (the datagram is counted when complete)")          \

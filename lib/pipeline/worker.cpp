@@ -261,8 +261,10 @@ void Worker::flood(const Snapshot& snap, rte_mbuf* m) {
         send(target.port, copy);
     }
     if (!take_host_token()) {
-        rte_pktmbuf_free(m);  // the frame is counted once, in `flooded`: the VMs got their copies
-        counters_->add(SwitchCounter::drop_host_rate);
+        // The frame is accounted for once, in `flooded` (the VMs got their copies); the host's missing copy
+        // has its own counter, outside the per-frame accounting.
+        rte_pktmbuf_free(m);
+        counters_->add(SwitchCounter::host_copies_limited);
         return;
     }
     send(kHostPortIndex, m);

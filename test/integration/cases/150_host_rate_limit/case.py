@@ -44,10 +44,13 @@ def CHECK(outputs, telemetry):
         errors.append("the host got %d frames; a one-frame bucket at 10/s lets 1 to 5 through" % len(host_frames))
     if stats["to_host"] != len(host_frames) - (1 if arp_to_host else 0):
         errors.append("to_host %d does not match the %d frames the host got" % (stats["to_host"], len(host_frames)))
-    # Every host-bound frame is either delivered or counted, and so is the ARP reply's copy for the host.
-    expected_drops = HOST_BOUND - stats["to_host"] + (0 if arp_to_host else 1)
+    # Every host-bound frame is either delivered or counted; the ARP reply is accounted for once, as flooded,
+    # and a refused host copy of it shows in host_copies_limited.
+    expected_drops = HOST_BOUND - stats["to_host"]
     if stats["drop_host_rate"] != expected_drops:
         errors.append("drop_host_rate %d, expected %d" % (stats["drop_host_rate"], expected_drops))
+    if stats["host_copies_limited"] != (0 if arp_to_host else 1):
+        errors.append("host_copies_limited %d, expected %d" % (stats["host_copies_limited"], 0 if arp_to_host else 1))
     if stats["to_vm"] != len(to_web) or stats["flooded"] != 1:
         errors.append("to_vm %d / flooded %d, expected %d / 1: VM traffic must not suffer"
                       % (stats["to_vm"], stats["flooded"], len(to_web)))
