@@ -65,15 +65,7 @@ DeliveryDecision decide_icmp_error(const ParsedFrame& frame, const PortOwnerTabl
     const L4Proto proto = frame.quoted_proto == kIpProtoTcp ? L4Proto::kTcp : L4Proto::kUdp;
     const OwnerId id = table.lookup(proto, frame.quoted_src_port);
     if (id == kNoOwner || owners[id].kind != OwnerKind::kVm) return d;
-    d.owner = id;
-    if (owners[id].enabled) {
-        d.delivery = Delivery::kVm;
-    } else {
-        d.delivery = Delivery::kDrop;
-        d.drop_reason = SwitchCounter::drop_vm_disabled;
-    }
-    return d;
+    return deliver_to_vm(id, owners);
 }
-
 
 }  // namespace portmux

@@ -42,6 +42,19 @@ struct DeliveryDecision {
     SwitchCounter drop_reason = SwitchCounter::drop_unmatched;  // meaningful for kDrop
 };
 
+// A VM owner's packet: delivered, or dropped and counted while the VM is disabled (never sent to the host).
+inline DeliveryDecision deliver_to_vm(OwnerId id, const OwnerTarget* owners) {
+    DeliveryDecision d;
+    d.owner = id;
+    if (owners[id].enabled) {
+        d.delivery = Delivery::kVm;
+    } else {
+        d.delivery = Delivery::kDrop;
+        d.drop_reason = SwitchCounter::drop_vm_disabled;
+    }
+    return d;
+}
+
 // Where an ICMP/ICMPv6 error quoting a TCP/UDP packet goes (see decide_delivery). Pure function.
 DeliveryDecision decide_icmp_error(const ParsedFrame& frame, const PortOwnerTable& table, const OwnerTarget* owners);
 
@@ -63,14 +76,7 @@ inline DeliveryDecision decide_delivery(const ParsedFrame& frame, const PortOwne
     d.owner = id;
     switch (kind) {
         case OwnerKind::kVm:
-            if (owners[id].enabled) {
-                d.delivery = Delivery::kVm;
-            } else {
-                // A disabled VM's traffic is dropped, never leaked to the host.
-                d.delivery = Delivery::kDrop;
-                d.drop_reason = SwitchCounter::drop_vm_disabled;
-            }
-            return d;
+            return deliver_to_vm(id, owners);
         case OwnerKind::kHost:
             // The host's own ports reach it whatever `unmatched` says: that policy is for ports nobody owns.
             d.delivery = Delivery::kHost;
