@@ -2,7 +2,9 @@
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
+#include <filesystem>
 #include <string>
+#include <system_error>
 #include <unistd.h>
 
 #include <rte_eal.h>
@@ -19,5 +21,8 @@ int main(int argc, char** argv) {
     }
     int result = Catch::Session().run(argc, argv);
     rte_eal_cleanup();
+    // The EAL leaves its runtime directory behind; a test cleans up what it created.
+    std::error_code ignored;
+    std::filesystem::remove_all("/var/run/dpdk/" + prefix.substr(prefix.find('=') + 1), ignored);
     return result;
 }
