@@ -174,6 +174,7 @@ int run_switch(const CommandLine& command_line, const Config& config) {
         control->config_file = command_line.config_file;
         control->started = std::chrono::steady_clock::now();
         control->read_only = config.control.read_only;
+        control->pool = ports->pool();
         g_lifetime->control = std::move(control);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "portmux: %s\n", e.what());

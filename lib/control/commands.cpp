@@ -7,6 +7,7 @@
 #include <map>
 
 #include <fmt/format.h>
+#include <rte_mempool.h>
 
 #include "control/stats.hpp"
 
@@ -104,6 +105,11 @@ json cmd_info(const ControlContext& ctx, const std::string& params) {
         std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - ctx.started).count();
     answer["config"] = ctx.config_file;
     answer["read_only"] = ctx.read_only ? 1 : 0;
+    if (ctx.pool != nullptr) {
+        // Free mbufs (the pool and the per-lcore caches): steady under load, back to the start when idle.
+        answer["mbufs_free"] = rte_mempool_avail_count(ctx.pool);
+        answer["mbufs_total"] = ctx.pool->size;
+    }
     return answer;
 }
 

@@ -10,6 +10,8 @@
 #include "core/port.hpp"
 #include "core/worker_counters.hpp"
 
+struct rte_mempool;
+
 namespace portmux {
 
 // What the commands read; filled by the application before register_telemetry() and never changed after.
@@ -23,6 +25,7 @@ struct ControlContext {
     std::string config_file;
     std::chrono::steady_clock::time_point started;
     bool read_only = false;  // mutating commands are not registered (and refused if reached)
+    const rte_mempool* pool = nullptr;  // the packet mbuf pool, for its free count
 };
 
 // Registers every command of command_table() (only the read-only ones when context->read_only).
