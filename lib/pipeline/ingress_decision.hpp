@@ -1,4 +1,4 @@
-// Decisions for frames received on the uplink (CONTRACT.md section 3, "uplink to inside").
+// Decisions for frames received on the uplink ("uplink to inside" in docs/forwarding.md).
 #pragma once
 
 #include <cstdint>

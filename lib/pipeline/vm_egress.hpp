@@ -1,4 +1,4 @@
-// Checks and rewrites for frames a VM sends toward the uplink (CONTRACT.md section 3, "the mixer").
+// Checks and rewrites for frames a VM sends toward the uplink ("from a VM" in docs/forwarding.md).
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The command line and startup contract (CONTRACT.md section 1): --help/--version, --check without DPDK,
+"""The command line and startup contract (docs/operations.md and `portmux --help`): --help/--version, --check without DPDK,
 one clear line and exit status 1 for every startup failure, exit status 0 on SIGTERM and SIGINT.
 
 Usage: test_startup.py PORTMUX
