@@ -1,4 +1,4 @@
-// Decisions for frames received on the uplink ("uplink to inside" in docs/forwarding.md).
+// Decisions for frames received on the uplink ("From the uplink" in docs/forwarding.md).
 #pragma once
 
 #include <cstdint>
