@@ -10,22 +10,6 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
 readonly ROOT
 readonly PORTMUX=${1:?usage: test_live_control.sh PORTMUX_BINARY}
 
-skip() {
-    echo "SKIP: $*"
-    exit 77
-}
-
-pass() { echo "ok: $*"; }
-
-check_prerequisites() {
-    [[ $(id -u) -eq 0 ]] || skip "needs root (network namespaces, veth, TAP)"
-    [[ -x /usr/bin/python3 ]] || skip "/usr/bin/python3 is not installed"
-    command -v ethtool >/dev/null 2>&1 || skip "ethtool is not installed (veth checksum offload must be off)"
-    local probe=pmx-probe-$$
-    ip netns add "$probe" 2>/dev/null || skip "network namespaces are unavailable (ip netns add failed)"
-    ip netns delete "$probe"
-    [[ -x $PORTMUX ]] || pmx_fail "no portmux binary at $PORTMUX"
-}
 
 # change COMMAND: a telemetry change that must succeed.
 change() {
@@ -69,6 +53,8 @@ counter() { pmx_tel /portmux/stats --key "$1"; }
 main() {
     # shellcheck source=../../../scripts/demo.sh
     source "$ROOT/scripts/demo.sh"
+    # shellcheck source=live_prerequisites.sh
+    source "$ROOT/test/integration/live/live_prerequisites.sh"
     check_prerequisites
     trap pmx_cleanup EXIT
     trap 'exit 130' INT TERM
