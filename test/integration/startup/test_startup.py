@@ -131,6 +131,25 @@ def main():
     check("bad EAL arguments: exit 1, the last line says DPDK could not start",
           r.returncode == 1 and last.startswith("portmux: cannot initialise DPDK (EAL)"), r.stderr[-1500:])
 
+    # The configuration's "eal" comes first and the command line's EAL arguments after it, so they win.
+    config_prefix = "pmx-startup-cfgprefix-%d" % os.getpid()
+    cli_prefix = "pmx-startup-cliprefix-%d" % os.getpid()
+    PREFIXES.extend([config_prefix, cli_prefix])
+    with_eal = write_config("eal.json", pcap_config(eal=["--file-prefix", config_prefix, "--log-level", "lib.eal:notice"]))
+    proc = subprocess.Popen([PORTMUX, "-c", with_eal, "--", "--no-huge", "-m", "256", "--lcores", "0@0,1@1",
+                             "--file-prefix", cli_prefix], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(cli_prefix, timeout=60, proc=proc)
+        overridden = not os.path.exists("/var/run/dpdk/%s" % config_prefix)
+    except TelemetryError as e:
+        overridden = False
+        print("      (%s)" % e)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    check("EAL arguments after -- override the configuration's \"eal\" (telemetry under the command line's prefix)",
+          overridden and proc.returncode == 0, "status %s" % proc.returncode)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         proc = subprocess.Popen([PORTMUX, "-c", good] + eal("sig%d" % sig), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
