@@ -66,7 +66,6 @@ public:
     // A copy of the running configuration (ranges, enabled flags and firewall as they are now).
     Config running_config() const;
     uint64_t generation() const;
-    size_t vm_count() const { return vm_count_; }
 
 private:
     // The port table of the next snapshot: the current one when no range changed, a patched copy when
