@@ -20,6 +20,8 @@
 
 #include <nlohmann/json.hpp>
 #include <rte_acl.h>
+
+#include "dpdk/acl_rules_by_hand.hpp"
 #include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_fib.h>
@@ -247,37 +249,10 @@ rte_acl_field_def def(uint8_t type, uint8_t size, uint8_t index, uint8_t input, 
     return rte_acl_field_def{type, size, index, input, static_cast<uint32_t>(offset)};
 }
 
-void put_prefix(rte_acl_field* words, const std::optional<IpPrefix>& p, unsigned word_count) {
-    for (unsigned w = 0; w < word_count; ++w) {
-        const uint8_t* b = p ? (p->is_v6 ? p->v6.bytes.data() : p->v4.bytes.data()) + 4 * w : nullptr;
-        const int len = p ? std::max(0, std::min(32, int(p->length) - 32 * int(w))) : 0;
-        words[w].value.u32 = b ? (uint32_t(b[0]) << 24 | uint32_t(b[1]) << 16 | uint32_t(b[2]) << 8 | b[3]) : 0;
-        words[w].mask_range.u32 = static_cast<uint32_t>(len);
-    }
-}
 
-// The rule mapping documented in docs/firewall.md: a rule with ports and no protocol is a TCP and a UDP rule.
-template <class Rule, unsigned kWords>
-void put_rule(std::vector<Rule>& out, const FirewallRule& r, size_t index, size_t count) {
-    std::vector<int> protos;  // -1: any
-    const bool ports = r.src_ports || r.dst_ports;
-    if (!ports) protos = {r.proto ? int(*r.proto) : -1};
-    else if (!r.proto) protos = {kIpProtoTcp, kIpProtoUdp};
-    else if (*r.proto == kIpProtoTcp || *r.proto == kIpProtoUdp) protos = {int(*r.proto)};
-    for (int proto : protos) {
-        Rule a{};
-        a.data = rte_acl_rule_data{1, int32_t(count - index), uint32_t(index + 1)};
-        a.field[0].value.u8 = proto < 0 ? 0 : uint8_t(proto);
-        a.field[0].mask_range.u8 = proto < 0 ? 0 : 0xff;
-        put_prefix(&a.field[1], r.src, kWords);
-        put_prefix(&a.field[1 + kWords], r.dst, kWords);
-        a.field[1 + 2 * kWords].value.u16 = r.src_ports ? r.src_ports->first : 0;
-        a.field[1 + 2 * kWords].mask_range.u16 = r.src_ports ? r.src_ports->last : 65535;
-        a.field[2 + 2 * kWords].value.u16 = r.dst_ports ? r.dst_ports->first : 0;
-        a.field[2 + 2 * kWords].mask_range.u16 = r.dst_ports ? r.dst_ports->last : 65535;
-        out.push_back(a);
-    }
-}
+
+using acl_by_hand::put_prefix;
+using acl_by_hand::put_rule;
 
 template <class Rule>
 rte_acl_ctx* direct_context(const std::string& name, const std::vector<Rule>& rules, const rte_acl_config& cfg) {
