@@ -69,7 +69,9 @@ struct ControlConfig {
 
 struct Config {
     std::vector<std::string> eal;
-    Ipv4Addr shared_ip;
+    Ipv4Addr shared_ip;  // the first (or only) shared address
+    // Extension: "shared_ip" may be a list; the addresses after the first, each with its own range table.
+    std::vector<Ipv4Addr> extra_shared_ips;
     std::optional<Ipv6Addr> shared_ip6;
     UplinkConfig uplink;
     HostConfig host;
@@ -98,6 +100,10 @@ FirewallRule parse_firewall_rule(const nlohmann::json& rule, const std::string& 
 Config load_config_file(const std::string& file);
 // The inverse of parse_config: a document that parse_config accepts and that yields `config` again.
 nlohmann::json config_to_json(const Config& config);
+// Makes `range`'s address canonical for `config`: the first shared address becomes the unwritten default.
+// Returns an error (range unchanged) when the address is not shared, or names a translation on another
+// address than the first; empty on success. Pure function.
+std::string resolve_range_address(PortRange& range, const Config& config);
 // The one-screen summary printed by --check.
 std::string config_summary(const Config& config);
 

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config/config.hpp"
+#include "pipeline/shared_addresses.hpp"
 #include "tables/port_owners.hpp"
 
 namespace portmux {
@@ -121,6 +122,28 @@ Ipv4Addr parse_shared_ip(const json& value, const std::string& path) {
     return *addr;
 }
 
+// "shared_ip": one address, or (extension) a list whose first element is the first address.
+void parse_shared_ips(const json& value, const std::string& path, Config& config) {
+    if (!value.is_array()) {
+        config.shared_ip = parse_shared_ip(value, path);
+        return;
+    }
+    if (value.empty()) fail(path, "expected at least one address");
+    if (value.size() > 1 + kMaxExtraSharedIps)
+        fail(path, fmt::format("{} addresses; at most {} are supported", value.size(), 1 + kMaxExtraSharedIps));
+    for (size_t i = 0; i < value.size(); ++i) {
+        const std::string at = element(path, i);
+        const Ipv4Addr addr = parse_shared_ip(value[i], at);
+        for (size_t j = 0; j < i; ++j)
+            if ((j == 0 ? config.shared_ip : config.extra_shared_ips[j - 1]) == addr)
+                fail(at, fmt::format("{} is listed twice (also {})", in_quotes(addr.to_string()), element(path, j)));
+        if (i == 0)
+            config.shared_ip = addr;
+        else
+            config.extra_shared_ips.push_back(addr);
+    }
+}
+
 Ipv6Addr parse_shared_ip6(const json& value, const std::string& path) {
     const std::string& text = expect_string(value, path);
     auto addr = Ipv6Addr::parse(text);
@@ -146,7 +169,7 @@ private:
 // range was declared so a conflict names both sides.
 class RangeChecker {
 public:
-    explicit RangeChecker(const std::vector<std::string>& vm_names) : vm_names_(vm_names) {}
+    RangeChecker(const std::vector<std::string>& vm_names, const Config& config) : vm_names_(vm_names), config_(config) {}
 
     std::vector<PortRange> parse_list(const json& value, const std::string& path, OwnerId owner) {
         expect_array(value, path);
@@ -156,6 +179,8 @@ public:
             const std::string& text = expect_string(value[i], at);
             auto range = PortRange::parse(text);
             if (!range) fail(at, range.error());
+            const std::string address_error = resolve_range_address(range.value(), config_);
+            if (!address_error.empty()) fail(at, address_error);
             if (auto conflict = registry_.add(*range, owner)) {
                 const Declared& other = declared_.at(key_of(conflict->existing.range));
                 fail(at, fmt::format("{} overlaps {} of {} ({}) at {}:{}", in_quotes(text), in_quotes(other.text),
@@ -173,8 +198,8 @@ private:
         std::string text;
         std::string path;
     };
-    using Key = std::tuple<uint16_t, bool, bool>;
-    static Key key_of(const PortRange& r) { return {r.ports.first, r.tcp, r.udp}; }
+    using Key = std::tuple<std::array<uint8_t, 4>, uint16_t, bool, bool>;
+    static Key key_of(const PortRange& r) { return {r.address.bytes, r.ports.first, r.tcp, r.udp}; }
 
     std::string owner_name(OwnerId owner) const {
         if (owner == kHostOwner) return "the host";
@@ -182,6 +207,7 @@ private:
     }
 
     const std::vector<std::string>& vm_names_;
+    const Config& config_;  // its shared addresses are parsed before any range
     RangeRegistry registry_;
     std::map<Key, Declared> declared_;
 };
@@ -491,10 +517,10 @@ Config parse_config(const json& document) {
     Config config;
     DeviceNames devices;
     std::vector<std::string> vm_names;
-    RangeChecker ranges(vm_names);
+    RangeChecker ranges(vm_names, config);
 
     if (const json* eal = find(document, "eal")) config.eal = parse_eal(*eal, "eal");
-    config.shared_ip = parse_shared_ip(require(document, kRoot, "shared_ip"), "shared_ip");
+    parse_shared_ips(require(document, kRoot, "shared_ip"), "shared_ip", config);
     if (const json* ip6 = find(document, "shared_ip6")) config.shared_ip6 = parse_shared_ip6(*ip6, "shared_ip6");
     config.uplink = parse_uplink(require(document, kRoot, "uplink"), "uplink", devices);
     config.host = parse_host(find(document, "host"), "host", devices, ranges);
@@ -509,6 +535,23 @@ Config parse_config(const json& document) {
 }
 
 FirewallRule parse_firewall_rule(const json& rule, const std::string& path) { return parse_rule(rule, path); }
+
+std::string resolve_range_address(PortRange& range, const Config& config) {
+    if (range.on_first_address()) return "";
+    if (range.address == config.shared_ip) {
+        range.address = Ipv4Addr{};
+        return "";
+    }
+    bool shared = false;
+    for (const Ipv4Addr& addr : config.extra_shared_ips) shared = shared || addr == range.address;
+    if (!shared)
+        return fmt::format("{}: {} is not a shared address (see \"shared_ip\")", in_quotes(range.to_string()),
+                           range.address.to_string());
+    if (range.translated)
+        return fmt::format("{}: port translation is available on the first shared address only",
+                           in_quotes(range.to_string()));
+    return "";
+}
 
 Config load_config_file(const std::string& file) {
     std::FILE* f = std::fopen(file.c_str(), "rb");

@@ -44,7 +44,13 @@ std::string vm_port_text(const VmConfig& vm) {
 json config_to_json(const Config& config) {
     json doc = json::object();
     if (!config.eal.empty()) doc["eal"] = config.eal;
-    doc["shared_ip"] = config.shared_ip.to_string();
+    if (config.extra_shared_ips.empty()) {
+        doc["shared_ip"] = config.shared_ip.to_string();
+    } else {
+        json list = json::array({config.shared_ip.to_string()});
+        for (const Ipv4Addr& addr : config.extra_shared_ips) list.push_back(addr.to_string());
+        doc["shared_ip"] = list;
+    }
     if (config.shared_ip6) doc["shared_ip6"] = config.shared_ip6->to_string();
 
     json uplink = {{"device", config.uplink.device}};
@@ -97,6 +103,7 @@ std::string config_summary(const Config& config) {
 
     line("shared address", config.shared_ip.to_string() +
                                (config.shared_ip6 ? ", " + config.shared_ip6->to_string() : std::string()));
+    for (const Ipv4Addr& addr : config.extra_shared_ips) line("shared address", addr.to_string());
     line("uplink", config.uplink.device +
                        (config.uplink.mac ? ", mac " + config.uplink.mac->to_string() : ", mac of the device"));
     line("host", fmt::format("{}, ranges {}", config.host.device, ranges_text(config.host.ranges)));

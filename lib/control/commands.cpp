@@ -94,6 +94,11 @@ json cmd_info(const ControlContext& ctx, const std::string& params) {
     answer["version"] = PORTMUX_VERSION;
     answer["shared_ip"] = config.shared_ip.to_string();
     if (config.shared_ip6) answer["shared_ip6"] = config.shared_ip6->to_string();
+    if (!config.extra_shared_ips.empty()) {
+        json more = json::array();
+        for (const Ipv4Addr& addr : config.extra_shared_ips) more.push_back(addr.to_string());
+        answer["more_shared_ips"] = more;
+    }
     answer["main_lcore"] = ctx.main_lcore;
     answer["worker_lcores"] = ctx.worker_lcores;
     answer["uplink_port"] = ctx.ports[kUplinkPortIndex].eth_port;
@@ -205,17 +210,20 @@ json cmd_ranges(const ControlContext& ctx, const std::string& params) {
 json cmd_lookup(const ControlContext& ctx, const std::string& params) {
     std::vector<std::string> args = split_params(params);
     json failure;
-    if (!expect_params(args, 1, 1, "/portmux/lookup,PROTO:PORT (e.g. tcp:8080)", &failure)) return failure;
+    if (!expect_params(args, 1, 1, "/portmux/lookup,[ADDRESS/]PROTO:PORT (e.g. tcp:8080)", &failure)) return failure;
     auto range = PortRange::parse(args[0]);
     if (!range) return error(range.error());
-    if (range->tcp == range->udp || range->ports.first != range->ports.last)
+    if (range->tcp == range->udp || range->ports.first != range->ports.last || range->translated)
         return error(fmt::format("\"{}\": give one protocol and one port, e.g. tcp:8080", args[0]));
-    L4Proto proto = range->tcp ? L4Proto::kTcp : L4Proto::kUdp;
-    PortLookup found = ctx.state->lookup(proto, range->ports.first);
     Config config = ctx.state->running_config();
+    if (std::string address_error = resolve_range_address(range.value(), config); !address_error.empty())
+        return error(address_error);
+    L4Proto proto = range->tcp ? L4Proto::kTcp : L4Proto::kUdp;
+    PortLookup found = ctx.state->lookup(proto, range->ports.first, range->address);
     json answer;
     answer["proto"] = to_string(proto);
     answer["port"] = range->ports.first;
+    answer["address"] = range->on_first_address() ? config.shared_ip.to_string() : range->address.to_string();
     if (found.owner == kNoOwner) {
         answer["target"] = config.unmatched == UnmatchedPolicy::kHost ? "host" : "none";
         answer["owner"] = "none";

@@ -24,6 +24,8 @@ SharedAddresses shared_addresses(const Config& config) {
         shared.has_ip6 = true;
         std::memcpy(shared.ip6, config.shared_ip6->bytes.data(), 16);
     }
+    for (const Ipv4Addr& addr : config.extra_shared_ips)
+        std::memcpy(&shared.extra_ip4[shared.extra_ip4_count++], addr.bytes.data(), 4);
     return shared;
 }
 
@@ -76,8 +78,10 @@ std::string SwitchState::check_answer_ports_locked(OwnerId owner, const PortRang
     return "";
 }
 
-Result<ChangeReport> SwitchState::add_range(const std::string& target, const PortRange& range) {
+Result<ChangeReport> SwitchState::add_range(const std::string& target, const PortRange& given) {
     std::lock_guard<std::mutex> guard(mutex_);
+    PortRange range = given;
+    if (std::string error = resolve_range_address(range, config_); !error.empty()) return fail(error);
     auto owner = owner_by_name(target);
     if (!owner) return fail(fmt::format("unknown target \"{}\" (expected \"host\" or a VM name)", target));
     if (auto conflict = registry_.find_conflict(range)) return fail(describe_conflict_locked(range, *conflict));
@@ -87,8 +91,10 @@ Result<ChangeReport> SwitchState::add_range(const std::string& target, const Por
     return publish_locked({range});
 }
 
-Result<ChangeReport> SwitchState::remove_range(const PortRange& range) {
+Result<ChangeReport> SwitchState::remove_range(const PortRange& given) {
     std::lock_guard<std::mutex> guard(mutex_);
+    PortRange range = given;
+    if (std::string error = resolve_range_address(range, config_); !error.empty()) return fail(error);
     auto former = registry_.remove(range);
     if (former) {
         auto report = publish_locked({range});
@@ -96,7 +102,8 @@ Result<ChangeReport> SwitchState::remove_range(const PortRange& range) {
         return report;
     }
     {
-        OwnerId at_first = registry_.lookup(range.tcp ? L4Proto::kTcp : L4Proto::kUdp, range.ports.first);
+        OwnerId at_first =
+            registry_.lookup(range.tcp ? L4Proto::kTcp : L4Proto::kUdp, range.ports.first, range.address);
         if (at_first == kNoOwner) return fail(fmt::format("no range \"{}\"", range.to_string()));
         return fail(fmt::format("no range \"{}\" (port {} belongs to {} through another range; remove exactly that "
                                 "range, see /portmux/ranges)",
@@ -104,15 +111,18 @@ Result<ChangeReport> SwitchState::remove_range(const PortRange& range) {
     }
 }
 
-Result<ChangeReport> SwitchState::move_range(const PortRange& range, const std::string& target) {
+Result<ChangeReport> SwitchState::move_range(const PortRange& given, const std::string& target) {
     std::lock_guard<std::mutex> guard(mutex_);
+    PortRange range = given;
+    if (std::string error = resolve_range_address(range, config_); !error.empty()) return fail(error);
     auto owner = owner_by_name(target);
     if (!owner) return fail(fmt::format("unknown target \"{}\" (expected \"host\" or a VM name)", target));
     auto former = registry_.owner_of(range);
     if (!former) return fail(fmt::format("no range \"{}\" (move takes exactly a range that exists)", range.to_string()));
     // The range moves as registered (with its translation, if any).
     for (const OwnedRange& owned : registry_.list(*former))
-        if (owned.range.ports == range.ports && owned.range.tcp == range.tcp && owned.range.udp == range.udp) {
+        if (owned.range.ports == range.ports && owned.range.tcp == range.tcp && owned.range.udp == range.udp &&
+            owned.range.address == range.address) {
             std::string answer_ports = *owner == *former ? "" : check_answer_ports_locked(*owner, owned.range);
             if (!answer_ports.empty()) return fail(answer_ports);
         }
@@ -178,15 +188,25 @@ Result<ChangeReport> SwitchState::publish_locked(const std::vector<PortRange>& c
     return Result<ChangeReport>::ok(report);
 }
 
-std::shared_ptr<const PortOwnerTable> SwitchState::next_table_locked(const std::vector<PortRange>& changed) const {
+std::shared_ptr<const PortOwnerTable> SwitchState::next_table_locked(const std::vector<PortRange>& changed,
+                                                                     size_t address_index) const {
     const Snapshot* current = publisher_.current();
-    if (current != nullptr && current->table && changed.empty()) return current->table;
+    const Ipv4Addr address = address_index == 0 ? Ipv4Addr{} : config_.extra_shared_ips[address_index - 1];
+    std::shared_ptr<const PortOwnerTable> previous;
+    if (current != nullptr)
+        previous = address_index == 0 ? current->table
+                   : address_index - 1 < current->extra_tables.size() ? current->extra_tables[address_index - 1]
+                                                                      : nullptr;
+    bool touched = false;
+    for (const PortRange& range : changed) touched = touched || range.address == address;
+    if (previous && !touched) return previous;
     auto table = std::make_shared<PortOwnerTable>();
-    if (current != nullptr && current->table) {
-        *table = *current->table;
-        for (const PortRange& range : changed) registry_.fill(*table, range);
+    if (previous) {
+        *table = *previous;
+        for (const PortRange& range : changed)
+            if (range.address == address) registry_.fill(*table, range);
     } else {
-        registry_.fill(*table);
+        registry_.fill(*table, address);
     }
     return table;
 }
@@ -197,7 +217,12 @@ std::unique_ptr<Snapshot> SwitchState::build_snapshot_locked(const std::vector<P
     snap->shared = shared_addresses(config_);
     snap->unmatched = config_.unmatched;
     snap->firewall = firewall_;
-    snap->table = next_table_locked(changed_ranges);
+    snap->table = next_table_locked(changed_ranges, 0);
+    snap->table_at[0] = snap->table.get();
+    for (size_t a = 1; a <= config_.extra_shared_ips.size(); ++a) {
+        snap->extra_tables.push_back(next_table_locked(changed_ranges, a));
+        snap->table_at[a] = snap->extra_tables.back().get();
+    }
     const Snapshot* current = publisher_.current();
     snap->translation = current != nullptr && changed_ranges.empty() && current->table
                             ? current->translation
@@ -242,13 +267,14 @@ std::string SwitchState::served_by(size_t vm_index) const {
     return vm_index < vm_count_ ? config_.vms[serving_index_locked(vm_index)].name : "";
 }
 
-PortLookup SwitchState::lookup(L4Proto proto, uint16_t port) const {
+PortLookup SwitchState::lookup(L4Proto proto, uint16_t port, const Ipv4Addr& address) const {
     std::lock_guard<std::mutex> guard(mutex_);
     PortLookup answer;
-    answer.owner = registry_.lookup(proto, port);
+    answer.owner = registry_.lookup(proto, port, address);
     if (answer.owner == kNoOwner) return answer;
     for (const OwnedRange& owned : registry_.list(answer.owner))
-        if (owned.range.covers(proto) && owned.range.ports.contains(port)) answer.range = owned.range;
+        if (owned.range.covers(proto) && owned.range.ports.contains(port) && owned.range.address == address)
+            answer.range = owned.range;
     if (answer.owner >= kFirstVmOwner) answer.enabled = config_.vms[answer.owner - kFirstVmOwner].enabled;
     return answer;
 }

@@ -60,7 +60,8 @@ public:
     Result<ChangeReport> save(const std::string& file) const;
 
     // Reads: consistent with one generation.
-    PortLookup lookup(L4Proto proto, uint16_t port) const;
+    // `address`: a range's address as resolve_range_address() leaves it (all zero: the first shared address).
+    PortLookup lookup(L4Proto proto, uint16_t port, const Ipv4Addr& address = {}) const;
     std::vector<OwnedRange> ranges(std::optional<OwnerId> owner) const;
     FirewallConfig firewall() const;
     // A copy of the running configuration (ranges, enabled flags and firewall as they are now).
@@ -70,7 +71,9 @@ public:
 private:
     // The port table of the next snapshot: the current one when no range changed, a patched copy when
     // `changed` ranges did, a full build the first time.
-    std::shared_ptr<const PortOwnerTable> next_table_locked(const std::vector<PortRange>& changed) const;
+    // `address_index` selects the shared address (0: the first; i: config_.extra_shared_ips[i - 1]).
+    std::shared_ptr<const PortOwnerTable> next_table_locked(const std::vector<PortRange>& changed,
+                                                            size_t address_index) const;
     std::unique_ptr<Snapshot> build_snapshot_locked(const std::vector<PortRange>& changed_ranges);
     Result<ChangeReport> publish_locked(const std::vector<PortRange>& changed_ranges = {});
     Result<ChangeReport> rebuild_firewall_locked(FirewallConfig next);

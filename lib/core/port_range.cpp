@@ -63,16 +63,33 @@ std::string_view trim(std::string_view text) {
 }  // namespace
 
 Result<PortRange> PortRange::parse(std::string_view text) {
+    const size_t slash = text.find('/');
+    if (slash != std::string_view::npos) {
+        const std::string_view address_text = trim(text.substr(0, slash));
+        auto address = Ipv4Addr::parse(address_text);
+        if (!address || *address == Ipv4Addr{})
+            return Result<PortRange>::fail(fmt::format(
+                "{}: {} is not an IPv4 address (a range of another shared address is ADDRESS/RANGE, e.g. "
+                "203.0.113.2/tcp:80)",
+                quoted(text), quoted(address_text)));
+        auto range = parse_unaddressed(text, trim(text.substr(slash + 1)));
+        if (range) range.value().address = *address;
+        return range;
+    }
+    return parse_unaddressed(text, text);
+}
+
+Result<PortRange> PortRange::parse_unaddressed(std::string_view whole, std::string_view text) {
     const size_t arrow = text.find("->");
-    if (arrow == std::string_view::npos) return parse_untranslated(text, text);
-    auto range = parse_untranslated(text, trim(text.substr(0, arrow)));
+    if (arrow == std::string_view::npos) return parse_untranslated(whole, text);
+    auto range = parse_untranslated(whole, trim(text.substr(0, arrow)));
     if (!range) return range;
-    auto inner = parse_span(text, trim(text.substr(arrow + 2)));
+    auto inner = parse_span(whole, trim(text.substr(arrow + 2)));
     if (!inner) return Result<PortRange>::fail(inner.error());
     const unsigned outer_ports = range->ports.last - range->ports.first + 1u;
     const unsigned inner_ports = inner->last - inner->first + 1u;
     if (inner_ports != outer_ports)
-        return Result<PortRange>::fail(fmt::format("{}: the inner range has {} port{}, the outer {}", quoted(text),
+        return Result<PortRange>::fail(fmt::format("{}: the inner range has {} port{}, the outer {}", quoted(whole),
                                                    inner_ports, inner_ports == 1 ? "" : "s", outer_ports));
     PortRange translated = *range;
     translated.translated = true;
@@ -106,16 +123,17 @@ std::string PortRange::to_string() const {
     const std::string outer = tcp && !udp ? "tcp:" + ports.to_string()
                               : udp && !tcp ? "udp:" + ports.to_string()
                                             : ports.to_string();
-    return translated ? outer + "->" + inner().to_string() : outer;
+    const std::string unaddressed = translated ? outer + "->" + inner().to_string() : outer;
+    return on_first_address() ? unaddressed : address.to_string() + "/" + unaddressed;
 }
 
 bool PortRange::overlaps(const PortRange& o) const {
-    return ((tcp && o.tcp) || (udp && o.udp)) && ports.overlaps(o.ports);
+    return address == o.address && ((tcp && o.tcp) || (udp && o.udp)) && ports.overlaps(o.ports);
 }
 
 const PortRange* answer_port_overlap(const std::vector<PortRange>& ranges, const PortRange& candidate) {
     for (const PortRange& range : ranges) {
-        if (range == candidate) continue;
+        if (range == candidate || range.address != candidate.address) continue;
         const bool common_proto = (range.tcp && candidate.tcp) || (range.udp && candidate.udp);
         if (common_proto && range.inner().overlaps(candidate.inner())) return &range;
     }

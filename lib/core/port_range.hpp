@@ -6,6 +6,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/net_types.hpp"
 #include "core/result.hpp"
 
 namespace portmux {
@@ -43,10 +44,15 @@ struct PortRange {
     // VM's answers from 80 + i back to 8080 + i). The inner span has as many ports as the outer one.
     bool translated = false;
     uint16_t inner_first = 0;
+    // Extension: "203.0.113.2/tcp:80" is a range of another shared address (each address has its own range
+    // table). All zero: the first shared address, which ranges name by leaving the address out.
+    Ipv4Addr address{};
 
-    // "[tcp:|udp:]FROM[-TO][->FROM[-TO]]"; without a protocol prefix the range covers TCP and UDP.
+    // "[ADDRESS/][tcp:|udp:]FROM[-TO][->FROM[-TO]]"; without a protocol prefix the range covers TCP and UDP.
     static Result<PortRange> parse(std::string_view text);
-    std::string to_string() const;  // the same syntax, canonical ("tcp:80", "53", "udp:6000-6099", "tcp:8080->80")
+    // The same syntax, canonical ("tcp:80", "53", "udp:6000-6099", "tcp:8080->80", "203.0.113.2/tcp:80").
+    std::string to_string() const;
+    bool on_first_address() const { return address == Ipv4Addr{}; }
     PortSpan inner() const {
         return translated ? PortSpan{inner_first, static_cast<uint16_t>(inner_first + (ports.last - ports.first))}
                           : ports;
@@ -56,11 +62,12 @@ struct PortRange {
     bool overlaps(const PortRange& o) const;
     bool operator==(const PortRange& o) const {
         return tcp == o.tcp && udp == o.udp && ports == o.ports && translated == o.translated &&
-               (!translated || inner_first == o.inner_first);
+               (!translated || inner_first == o.inner_first) && address == o.address;
     }
     bool operator!=(const PortRange& o) const { return !(*this == o); }
 
 private:
+    static Result<PortRange> parse_unaddressed(std::string_view whole, std::string_view text);
     static Result<PortRange> parse_untranslated(std::string_view whole, std::string_view text);
 };
 

@@ -1,7 +1,9 @@
 // Egress checks and rewrites for frames a VM sends toward the uplink (anti-spoofing, then the uplink's MAC).
 #include "pipeline/vm_egress.hpp"
 
+#include <algorithm>
 #include <cstring>
+#include <iterator>
 
 #include "core/port_range.hpp"
 #include "pipeline/checksum.hpp"
@@ -81,20 +83,29 @@ void rewrite_nd_options(uint8_t* frame, uint32_t length, const ParsedFrame& pars
 
 EgressDecision check_vm_egress(const ParsedFrame& frame, const SharedAddresses& shared, const PortOwnerTable& table,
                                OwnerId self, const OwnerTarget* owners) {
+    const PortOwnerTable* tables[1 + kMaxExtraSharedIps];
+    std::fill(std::begin(tables), std::end(tables), &table);
+    return check_vm_egress(frame, shared, tables, self, owners);
+}
+
+EgressDecision check_vm_egress(const ParsedFrame& frame, const SharedAddresses& shared,
+                               const PortOwnerTable* const* tables, OwnerId self, const OwnerTarget* owners) {
     switch (frame.kind) {
         case FrameKind::kArp:
             // 0.0.0.0 is an ARP probe (RFC 5227): it claims nothing.
-            if (frame.arp_sender_ip == shared.ip4 || frame.arp_sender_ip == 0) {
+            if (frame.arp_sender_ip == 0 || shared.ip4_index(frame.arp_sender_ip) >= 0) {
                 return EgressDecision{true, SwitchCounter::drop_spoof_arp};
             }
             return drop(SwitchCounter::drop_spoof_arp);
-        case FrameKind::kIpv4:
-            if (!shared.is_ip4(frame.key.v4.src)) return drop(SwitchCounter::drop_spoof_address);
-            return check_ports(frame, table, self, owners);
+        case FrameKind::kIpv4: {
+            const int address = shared.ip4_index(frame.key.v4.src);
+            if (address < 0) return drop(SwitchCounter::drop_spoof_address);
+            return check_ports(frame, *tables[address], self, owners);
+        }
         case FrameKind::kIpv6:
             // NDP included: a VM speaks only from the shared address (so no DAD from "::"; guests use nodad).
             if (!shared.is_ip6(frame.key.v6.src)) return drop(SwitchCounter::drop_spoof_address);
-            return check_ports(frame, table, self, owners);
+            return check_ports(frame, *tables[0], self, owners);
         case FrameKind::kMalformed:
             return drop(SwitchCounter::drop_malformed);
         case FrameKind::kOther:

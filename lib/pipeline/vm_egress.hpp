@@ -24,6 +24,10 @@ struct EgressDecision {
 // same port as `self`: a backup VM answers for the ranges of the VM it stands in for.
 EgressDecision check_vm_egress(const ParsedFrame& frame, const SharedAddresses& shared, const PortOwnerTable& table,
                                OwnerId self, const OwnerTarget* owners = nullptr);
+// The same with several shared addresses: an IPv4 source may be any of them, and its port is checked in that
+// address's table, `tables[shared.ip4_index(source)]` (IPv6 uses tables[0]).
+EgressDecision check_vm_egress(const ParsedFrame& frame, const SharedAddresses& shared,
+                               const PortOwnerTable* const* tables, OwnerId self, const OwnerTarget* owners);
 
 // Makes a checked VM frame look like the uplink's own: Ethernet source, ARP sender hardware address, and
 // the source/target link-layer address options of neighbour discovery (fixing the ICMPv6 checksum) all

@@ -39,6 +39,15 @@ constexpr uint64_t kFragTimeoutMs = 2000;
 // A reassembled datagram split again for a port yields at most this many fragments.
 constexpr uint16_t kMaxRefragments = 64;
 
+// Which shared address's range table applies: the IPv4 destination (inbound) or source (from a VM) picks it;
+// IPv6 and a single address always use table 0. A frame of no shared address also gets 0 (it was planned
+// to the host or is dropped by the egress check).
+unsigned shared_address_index(const SharedAddresses& shared, const ParsedFrame& p, bool source) {
+    if (shared.extra_ip4_count == 0 || p.kind != FrameKind::kIpv4) return 0;
+    const int index = shared.ip4_index(source ? p.key.v4.src : p.key.v4.dst);
+    return index < 0 ? 0 : static_cast<unsigned>(index);
+}
+
 }  // namespace
 
 Worker::Worker(WorkerSetup setup, const WorkerShared& shared)
@@ -205,13 +214,14 @@ void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
 }
 
 void Worker::deliver(const Snapshot& snap, rte_mbuf* m, const ParsedFrame& parsed, bool reassembled) {
-    DeliveryDecision decision = decide_delivery(parsed, *snap.table, snap.owners.data(), snap.unmatched);
+    const unsigned address = shared_address_index(snap.shared, parsed, false);
+    DeliveryDecision decision = decide_delivery(parsed, *snap.table_at[address], snap.owners.data(), snap.unmatched);
     switch (decision.delivery) {
         case Delivery::kVm: {
             const OwnerTarget& target = snap.owners[decision.owner];
             auto* eth = rte_pktmbuf_mtod(m, rte_ether_hdr*);
             std::memcpy(&eth->dst_addr, target.mac.bytes.data(), RTE_ETHER_ADDR_LEN);
-            if (snap.translation != nullptr && parsed.has_ports) {
+            if (snap.translation != nullptr && parsed.has_ports && address == 0) {
                 const L4Proto proto = parsed.ip_proto == kIpProtoTcp ? L4Proto::kTcp : L4Proto::kUdp;
                 const uint16_t inner = snap.translation->inbound(proto, parsed.dst_port);
                 if (inner != parsed.dst_port)
@@ -399,7 +409,8 @@ void Worker::handle_vm(const Snapshot& snap, uint16_t port_index, rte_mbuf** pkt
             continue;
         }
         if (snap.translation != nullptr && parsed.has_ports &&
-            (parsed.ip_proto == kIpProtoTcp || parsed.ip_proto == kIpProtoUdp)) {
+            (parsed.ip_proto == kIpProtoTcp || parsed.ip_proto == kIpProtoUdp) &&
+            shared_address_index(snap.shared, parsed, true) == 0) {
             // A translated range: the VM answers from its inner port, the wire must see the outer one.
             const L4Proto proto = parsed.ip_proto == kIpProtoTcp ? L4Proto::kTcp : L4Proto::kUdp;
             const uint16_t outer = snap.translation->outbound(self, proto, parsed.src_port);
@@ -408,7 +419,7 @@ void Worker::handle_vm(const Snapshot& snap, uint16_t port_index, rte_mbuf** pkt
                 parsed.src_port = outer;
             }
         }
-        EgressDecision decision = check_vm_egress(parsed, snap.shared, *snap.table, self, snap.owners.data());
+        EgressDecision decision = check_vm_egress(parsed, snap.shared, snap.table_at, self, snap.owners.data());
         if (!decision.forward) {
             counters_->add(port_index, PortCounter::dropped_spoof);
             drop(m, decision.drop_reason);

@@ -53,8 +53,9 @@ struct RangeConflict {
     uint16_t port = 0;              // the lowest port both cover
 };
 
-// The list of owned ranges, kept free of overlaps per protocol. Ranges are stored as given: "80" (TCP and
-// UDP) is one entry, distinct from "tcp:80". Thread safety: not thread safe; the control side owns it.
+// The list of owned ranges, kept free of overlaps per shared address and protocol. Ranges are stored as given:
+// "80" (TCP and UDP) is one entry, distinct from "tcp:80"; ranges of different shared addresses never overlap.
+// Thread safety: not thread safe; the control side owns it.
 class RangeRegistry {
 public:
     // The first overlap `range` would create, if any.
@@ -70,32 +71,38 @@ public:
     // Removes every range of `owner`; returns how many.
     size_t remove_owner(OwnerId owner);
 
-    // Slow reference lookup (control side and tests); the data path uses PortOwnerTable.
-    OwnerId lookup(L4Proto proto, uint16_t port) const;
+    // Slow reference lookup (control side and tests); the data path uses PortOwnerTable. `address` is a
+    // range's address (all zero: the first shared address).
+    OwnerId lookup(L4Proto proto, uint16_t port, const Ipv4Addr& address = {}) const;
     // All ranges sorted by first port, then TCP-only, UDP-only, both; optionally only one owner's.
     std::vector<OwnedRange> list() const;
     std::vector<OwnedRange> list(OwnerId owner) const;
     size_t size() const { return entries_.size(); }
 
-    // Writes the direct table: every port owned by nobody is kNoOwner.
-    void fill(PortOwnerTable& table) const;
-    // Rewrites only the ports `window` covers (its protocols and span), from the ranges as they are now:
+    // Writes the direct table of shared address `address`: every port owned by nobody is kNoOwner.
+    void fill(PortOwnerTable& table, const Ipv4Addr& address = {}) const;
+    // Rewrites only the ports `window` covers (its address, protocols and span), from the ranges as they are now:
     // after adding, removing or reassigning a range, a copy of the previous table patched with this equals a
     // full fill() at a fraction of the cost.
     void fill(PortOwnerTable& table, const PortRange& window) const;
 
 private:
     struct Key {
+        uint32_t address;  // the range's address as a number (0: the first shared address), sorted first
         uint16_t first;
         uint8_t protos;  // bit 0 TCP, bit 1 UDP
-        bool operator<(const Key& o) const { return first != o.first ? first < o.first : protos < o.protos; }
+        bool operator<(const Key& o) const {
+            if (address != o.address) return address < o.address;
+            return first != o.first ? first < o.first : protos < o.protos;
+        }
     };
     struct Interval {
         uint16_t last;
         Key key;
     };
     std::map<Key, OwnedRange> entries_;
-    std::map<uint16_t, Interval> by_proto_[kL4ProtoCount];  // first port -> interval, no overlaps
+    // (address << 16 | first port) -> interval; no overlaps within one address.
+    std::map<uint64_t, Interval> by_proto_[kL4ProtoCount];
 };
 
 }  // namespace portmux

@@ -25,6 +25,10 @@ struct Snapshot {
     UnmatchedPolicy unmatched = UnmatchedPolicy::kHost;
     std::shared_ptr<const Firewall> firewall;  // shared between generations until the rules change
     std::shared_ptr<const PortOwnerTable> table;  // 256 KiB; shared between generations until ranges change
+    // Extension: the range tables of the further shared addresses (SharedAddresses::extra_ip4 order).
+    std::vector<std::shared_ptr<const PortOwnerTable>> extra_tables;
+    // Every address's table by index (SharedAddresses::ip4_index): [0] is `table`. For the data path.
+    const PortOwnerTable* table_at[1 + kMaxExtraSharedIps] = {};
     std::vector<OwnerTarget> owners;           // indexed by OwnerId; covers every id the table holds
     std::shared_ptr<const PortTranslation> translation;  // null unless some range translates ports
 };

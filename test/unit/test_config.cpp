@@ -639,3 +639,45 @@ TEST_CASE("config summary: many VMs are listed one per line and long range lists
     CHECK(s.find("(+12 more)") != std::string::npos);
     CHECK(s.find("tcp 2000 of 65536, udp 2000 of 65536") != std::string::npos);
 }
+
+TEST_CASE("config: shared_ip may be a list; ADDRESS/RANGE ranges belong to one of its addresses") {
+    json doc = minimal();
+    doc["shared_ip"] = json::array({"192.0.2.10", "192.0.2.20"});
+    doc["host"] = {{"ranges", json::array({"tcp:22", "192.0.2.20/tcp:22", "192.0.2.10/tcp:23"})}};
+    doc["vms"] = json::array({vm("web", "02:00:00:00:01:01", json::array({"tcp:80", "192.0.2.20/tcp:80"}))});
+    Config config = parse_config(doc);
+    CHECK(config.shared_ip.to_string() == "192.0.2.10");
+    REQUIRE(config.extra_shared_ips.size() == 1);
+    CHECK(config.extra_shared_ips[0].to_string() == "192.0.2.20");
+    // The first address is the unwritten default: "192.0.2.10/tcp:23" is "tcp:23".
+    CHECK(config.host.ranges[2] == *PortRange::parse("tcp:23"));
+    CHECK(config.vms[0].ranges[1].to_string() == "192.0.2.20/tcp:80");
+
+    Config again = parse_config(config_to_json(config));
+    CHECK(again.extra_shared_ips == config.extra_shared_ips);
+    CHECK(again.vms[0].ranges == config.vms[0].ranges);
+    CHECK(again.host.ranges == config.host.ranges);
+
+    json bad = doc;
+    bad["vms"][0]["ranges"] = json::array({"192.0.2.30/tcp:80"});
+    CHECK_CONFIG_ERROR(bad, "vms[0].ranges[0]",
+                       "\"192.0.2.30/tcp:80\": 192.0.2.30 is not a shared address (see \"shared_ip\")");
+    bad["vms"][0]["ranges"] = json::array({"192.0.2.20/tcp:8080->80"});
+    CHECK_CONFIG_ERROR(bad, "vms[0].ranges[0]",
+                       "\"192.0.2.20/tcp:8080->80\": port translation is available on the first shared address only");
+    bad["vms"][0]["ranges"] = json::array({"192.0.2.20/20-30"});
+    CHECK_CONFIG_ERROR(bad, "vms[0].ranges[0]",
+                       "\"192.0.2.20/20-30\" overlaps \"192.0.2.20/tcp:22\" of the host (host.ranges[1]) at tcp:22");
+    bad = doc;
+    bad["shared_ip"] = json::array({"192.0.2.10", "192.0.2.10"});
+    CHECK_CONFIG_ERROR(bad, "shared_ip[1]", "\"192.0.2.10\" is listed twice (also shared_ip[0])");
+    bad["shared_ip"] = json::array();
+    CHECK_CONFIG_ERROR(bad, "shared_ip", "expected at least one address");
+    bad["shared_ip"] = json::array({"192.0.2.10", "224.0.0.1"});
+    CHECK_CONFIG_ERROR(bad, "shared_ip[1]", "\"224.0.0.1\": not a unicast address");
+    // Without the list, a range naming an address is refused the same way.
+    bad = minimal();
+    bad["host"] = {{"ranges", json::array({"192.0.2.20/tcp:22"})}};
+    CHECK_CONFIG_ERROR(bad, "host.ranges[0]",
+                       "\"192.0.2.20/tcp:22\": 192.0.2.20 is not a shared address (see \"shared_ip\")");
+}

@@ -319,3 +319,41 @@ TEST_CASE("range registry: a copy patched over each changed range equals a full 
         REQUIRE(std::memcmp(full.get(), patched.get(), sizeof(PortOwnerTable)) == 0);
     }
 }
+
+TEST_CASE("range registry: each shared address has its own ranges and its own table") {
+    RangeRegistry reg;
+    const PortRange second = range("192.0.2.20/tcp:80-89");
+    REQUIRE_FALSE(reg.add(range("tcp:80-89"), 2));
+    REQUIRE_FALSE(reg.add(second, 3));  // same ports, another address: no conflict
+    REQUIRE_FALSE(reg.add(range("192.0.2.30/tcp:85"), 4));
+    auto conflict = reg.add(range("192.0.2.20/tcp:89-95"), 5);
+    REQUIRE(conflict);
+    CHECK(conflict->existing.range == second);
+    CHECK(conflict->port == 89);
+
+    Ipv4Addr a20 = *Ipv4Addr::parse("192.0.2.20");
+    Ipv4Addr a30 = *Ipv4Addr::parse("192.0.2.30");
+    CHECK(reg.lookup(L4Proto::kTcp, 85) == 2);
+    CHECK(reg.lookup(L4Proto::kTcp, 85, a20) == 3);
+    CHECK(reg.lookup(L4Proto::kTcp, 85, a30) == 4);
+    CHECK(reg.lookup(L4Proto::kTcp, 86, a30) == kNoOwner);
+    CHECK(reg.lookup(L4Proto::kTcp, 90, a20) == kNoOwner);
+
+    auto first_table = std::make_unique<PortOwnerTable>();
+    auto second_table = std::make_unique<PortOwnerTable>();
+    reg.fill(*first_table);
+    reg.fill(*second_table, a20);
+    CHECK(first_table->lookup(L4Proto::kTcp, 80) == 2);
+    CHECK(second_table->lookup(L4Proto::kTcp, 80) == 3);
+    CHECK(second_table->lookup(L4Proto::kTcp, 90) == kNoOwner);
+
+    // A window patches from its own address's ranges only.
+    REQUIRE(reg.reassign(range("192.0.2.30/tcp:85"), 6));
+    CHECK(reg.lookup(L4Proto::kTcp, 85, a30) == 6);
+    CHECK(reg.lookup(L4Proto::kTcp, 85, a20) == 3);
+    CHECK(reg.remove(range("192.0.2.20/tcp:80-89")) == std::optional<OwnerId>(3));
+    reg.fill(*second_table, second);
+    CHECK(second_table->lookup(L4Proto::kTcp, 85) == kNoOwner);
+    CHECK(reg.lookup(L4Proto::kTcp, 85) == 2);
+    CHECK(reg.list().front().range == range("tcp:80-89"));  // the first address lists first
+}

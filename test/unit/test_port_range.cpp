@@ -109,3 +109,28 @@ TEST_CASE("l4 proto: names are tcp and udp") {
     CHECK(std::string(to_string(L4Proto::kTcp)) == "tcp");
     CHECK(std::string(to_string(L4Proto::kUdp)) == "udp");
 }
+
+TEST_CASE("range syntax: ADDRESS/RANGE names a range of another shared address") {
+    auto r = PortRange::parse("192.0.2.20/tcp:80-89");
+    REQUIRE(r);
+    CHECK(r->address.to_string() == "192.0.2.20");
+    CHECK(r->tcp);
+    CHECK_FALSE(r->udp);
+    CHECK(r->ports == PortSpan{80, 89});
+    CHECK(r->to_string() == "192.0.2.20/tcp:80-89");
+    CHECK_FALSE(r->on_first_address());
+    CHECK(PortRange::parse("tcp:80")->on_first_address());
+    CHECK(PortRange::parse("192.0.2.20/53")->to_string() == "192.0.2.20/53");
+
+    // The same ports on two addresses are different ranges and do not overlap.
+    CHECK_FALSE(PortRange::parse("192.0.2.20/tcp:80")->overlaps(*PortRange::parse("tcp:80")));
+    CHECK(*PortRange::parse("192.0.2.20/tcp:80") != *PortRange::parse("tcp:80"));
+    CHECK(PortRange::parse("192.0.2.20/tcp:80")->overlaps(*PortRange::parse("192.0.2.20/70-90")));
+
+    for (const char* bad : {"192.0.2/tcp:80", "0.0.0.0/tcp:80", "/tcp:80", "2001:db8::1/tcp:80"}) {
+        auto failed = PortRange::parse(bad);
+        REQUIRE_FALSE(failed);
+        CHECK_THAT(failed.error(), Catch::Contains("is not an IPv4 address"));
+    }
+    CHECK_THAT(PortRange::parse("192.0.2.20/tcp:90-80").error(), Catch::Contains("FROM is above TO"));
+}

@@ -266,3 +266,32 @@ TEST_CASE("vm egress rewrite: stays inside `length` for every truncation, with a
     CHECK(icmp6_checksum_ok(frame, f));
     SUCCEED("no access outside the buffer (checked by the sanitizers)");
 }
+
+TEST_CASE("vm egress: with several shared addresses the source port is checked in its address's table",
+          "[egress]") {
+    const V4 second = {192, 0, 2, 20};
+    Egress e;
+    e.shared.extra_ip4[0] = be32_of(second);
+    e.shared.extra_ip4_count = 1;
+    // On the second address only tcp:3000 is ours; tcp:1000 belongs to another VM there.
+    auto table2 = std::make_unique<PortOwnerTable>();
+    *table2 = PortOwnerTable{};
+    table2->owner[0][3000] = kSelf;
+    table2->owner[0][1000] = kOtherVm;
+    const PortOwnerTable* tables[] = {e.table.get(), table2.get()};
+    auto check = [&](const Bytes& frame) { return check_vm_egress(parse(frame), e.shared, tables, kSelf, nullptr); };
+    Ip4 from_second = from_shared4();
+    from_second.src = second;
+
+    CHECK(check(eth_ipv4(from_second, tcp(3000, 443))).forward);
+    CHECK(check(eth_ipv4(from_shared4(), tcp(1000, 443))).forward);
+    const EgressDecision theirs = check(eth_ipv4(from_second, tcp(1000, 443)));
+    CHECK_FALSE(theirs.forward);
+    CHECK(theirs.drop_reason == SwitchCounter::drop_spoof_port);
+    CHECK_FALSE(check(eth_ipv4(from_shared4(), tcp(3000, 443))).forward);  // ours on the second address only
+    // ARP may claim any shared address.
+    CHECK(check(from_vm(ethernet(0x0806, arp(1, second, kGatewayIp, kVmMac), kBroadcastMac))).forward);
+    Ip4 from_elsewhere = from_shared4();
+    from_elsewhere.src = {192, 0, 2, 99};
+    CHECK(check(eth_ipv4(from_elsewhere, tcp(3000, 443))).drop_reason == SwitchCounter::drop_spoof_address);
+}

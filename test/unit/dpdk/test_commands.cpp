@@ -872,3 +872,40 @@ TEST_CASE("control: the generation grows by one per change and not at all on a r
     expect_ok(sw, "/portmux/lookup", "tcp:1");
     CHECK(sw.snap().generation == 7);
 }
+
+TEST_CASE("control: ranges of another shared address are added, looked up, moved and removed on its table",
+          "[control]") {
+    Config config = base_config();
+    config.extra_shared_ips = {*Ipv4Addr::parse("192.0.2.20")};
+    Switch sw(config);
+    REQUIRE(sw.snap().extra_tables.size() == 1);
+    REQUIRE(sw.snap().table_at[1] == sw.snap().extra_tables[0].get());
+    auto second = [&](L4Proto proto, uint16_t port) { return sw.snap().table_at[1]->lookup(proto, port); };
+
+    // tcp:8000 is web's on the first address; on the second it is free until db takes it.
+    CHECK(second(L4Proto::kTcp, 8000) == kNoOwner);
+    expect_change(sw, "/portmux/range/add", "db,192.0.2.20/tcp:8000-8009");
+    CHECK(second(L4Proto::kTcp, 8005) == vm_owner_id(1));
+    CHECK(sw.table(L4Proto::kTcp, 8005) == vm_owner_id(0));
+    json lookup = expect_ok(sw, "/portmux/lookup", "192.0.2.20/tcp:8005");
+    CHECK(lookup["target"] == "db");
+    CHECK(lookup["address"] == "192.0.2.20");
+    CHECK(lookup["range"] == "192.0.2.20/tcp:8000-8009");
+    CHECK(expect_ok(sw, "/portmux/lookup", "tcp:8005")["target"] == "web");
+    CHECK(expect_ok(sw, "/portmux/lookup", "192.0.2.10/tcp:8005")["target"] == "web");
+    CHECK(strings(expect_ok(sw, "/portmux/ranges", "db")["ranges"]) ==
+          std::vector<std::string>{"tcp:5432", "udp:6000-6099", "192.0.2.20/tcp:8000-8009"});
+    CHECK(expect_ok(sw, "/portmux/info")["more_shared_ips"] == json::array({"192.0.2.20"}));
+
+    expect_change(sw, "/portmux/range/move", "192.0.2.20/tcp:8000-8009,host");
+    CHECK(second(L4Proto::kTcp, 8000) == kHostOwner);
+    CHECK(sw.table(L4Proto::kTcp, 8000) == vm_owner_id(0));
+    expect_refused(sw, "/portmux/range/add", "web,192.0.2.20/tcp:8009", {"overlaps", "192.0.2.20/tcp:8000-8009"});
+    expect_refused(sw, "/portmux/range/add", "web,192.0.2.30/tcp:80", {"192.0.2.30 is not a shared address"});
+    expect_refused(sw, "/portmux/range/add", "web,192.0.2.20/tcp:81->80", {"first shared address only"});
+    expect_refused(sw, "/portmux/lookup", "192.0.2.30/tcp:80", {"not a shared address"});
+    expect_refused(sw, "/portmux/range/del", "192.0.2.20/tcp:8000", {"no range"});
+    expect_change(sw, "/portmux/range/del", "192.0.2.20/tcp:8000-8009");
+    CHECK(second(L4Proto::kTcp, 8000) == kNoOwner);
+    CHECK(sw.table(L4Proto::kTcp, 8000) == vm_owner_id(0));
+}
