@@ -13,6 +13,7 @@ import re
 import statistics
 import struct
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
@@ -258,29 +259,42 @@ def cmd_rate(args):
 
 
 def cmd_churn(args):
-    """Range moves paced at `rate` per second for `duration` seconds; answers the achieved rate and latencies."""
-    latencies = []
-    errors = 0
+    """Range moves paced at `rate` per second for `duration` seconds, sent by `clients` telemetry connections
+    at once (each one request, one answer at a time, like an operator's tool); answers the achieved rate and
+    latencies. One synchronous client cannot exceed 1 / (round trip): several show what portmux itself takes."""
     owners = [args.a, args.b]
-    with connect(args.prefix) as tel:
-        wait_ready(tel, "/portmux/stats")
-        time.sleep(args.warmup)
-        start = time.monotonic()
-        count = int(args.rate * args.duration)
-        for i in range(count):
+    count = int(args.rate * args.duration)
+    results = [{"latencies": [], "errors": 0} for _ in range(args.clients)]
+    connections = [connect(args.prefix) for _ in range(args.clients)]
+    wait_ready(connections[0], "/portmux/stats")
+    time.sleep(args.warmup)
+    start = time.monotonic()
+
+    def client(k):
+        tel, out = connections[k], results[k]
+        for i in range(k, count, args.clients):
             due = start + i / args.rate
             now = time.monotonic()
             if due > now:
                 time.sleep(due - now)
             t0 = time.perf_counter()
             answer = tel.query("/portmux/range/move,%s,%s" % (args.range, owners[(i + 1) % 2]))
-            latencies.append(time.perf_counter() - t0)
+            out["latencies"].append(time.perf_counter() - t0)
             if "error" in answer:
-                errors += 1
-        elapsed = time.monotonic() - start
-        generation = tel.query("/portmux/info")["generation"]
-    latencies.sort()
-    print(json.dumps({"requested": args.rate, "changes": count, "seconds": elapsed,
+                out["errors"] += 1
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(args.clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - start
+    generation = connections[0].query("/portmux/info")["generation"]
+    for tel in connections:
+        tel.close()
+    latencies = sorted(x for r in results for x in r["latencies"])
+    errors = sum(r["errors"] for r in results)
+    print(json.dumps({"requested": args.rate, "clients": args.clients, "changes": count, "seconds": elapsed,
                       "achieved": count / elapsed if elapsed > 0 else 0, "errors": errors, "generation": generation,
                       "latency_ms_median": latencies[len(latencies) // 2] * 1e3 if latencies else None,
                       "latency_ms_p99": latencies[int(len(latencies) * 0.99)] * 1e3 if latencies else None,
@@ -352,7 +366,7 @@ def cmd_report(args):
     vhost["skipped"] = skipped("b/skipped")
     out["vhost"] = vhost
     rates = []
-    for r in sorted(by_key.get("c/churn", []), key=lambda r: r["requested"]):
+    for r in sorted(by_key.get("c/churn", []), key=lambda r: (r["requested"], r.get("clients", 1))):
         rates.append(r)
     zero = [r["achieved"] for r in rates if r["zero_loss"] and r["achieved"] >= 0.9 * r["requested"]]
     out["control_under_load"] = {
@@ -416,7 +430,7 @@ def print_table(out):
     print("c. range moves under load (traffic as in a)")
     for r in c["rates"]:
         print("  %-44s achieved %8.0f/s, lost %d, latency median %.3f ms, max %.3f ms" % (
-            "requested %d/s" % r["requested"], r["achieved"], r["lost"], r["latency_ms_median"] or 0,
+            "requested %d/s, %d client(s)" % (r["requested"], r.get("clients", 1)), r["achieved"], r["lost"], r["latency_ms_median"] or 0,
             r["latency_ms_max"] or 0))
     print("  highest requested rate met with zero loss: %s; worst change latency: %s ms" % (
         c["highest_requested_rate_met_with_zero_loss"],
@@ -479,6 +493,7 @@ def main():
     q.add_argument("--duration", type=float, default=2.0)
     q.add_argument("--warmup", type=float, default=0.5)
     q.add_argument("--range", required=True)
+    q.add_argument("--clients", type=int, default=1, help="telemetry connections sending changes at once")
     q.add_argument("--a", default="vm1")
     q.add_argument("--b", default="vm2")
     q = sub.add_parser("final")
