@@ -305,6 +305,24 @@ json set_enabled(const ControlContext& ctx, const std::string& params, bool enab
 json cmd_vm_disable(const ControlContext& ctx, const std::string& params) { return set_enabled(ctx, params, false); }
 json cmd_vm_enable(const ControlContext& ctx, const std::string& params) { return set_enabled(ctx, params, true); }
 
+json change_shared_address(const ControlContext& ctx, const std::string& params, bool add) {
+    std::vector<std::string> args = split_params(params);
+    json failure;
+    const char* usage = add ? "/portmux/address/add,IPV4" : "/portmux/address/del,IPV4";
+    if (!expect_params(args, 1, 1, usage, &failure)) return failure;
+    auto address = Ipv4Addr::parse(args[0]);
+    if (!address) return error(address.error());
+    auto report = add ? ctx.state->add_shared_address(*address) : ctx.state->remove_shared_address(*address);
+    if (!report) return error(report.error());
+    Config config = ctx.state->running_config();
+    json all = json::array({config.shared_ip.to_string()});
+    for (const Ipv4Addr& more : config.extra_shared_ips) all.push_back(more.to_string());
+    return changed(*report, {{add ? "added" : "removed", address->to_string()}, {"shared_ips", all}});
+}
+
+json cmd_address_add(const ControlContext& ctx, const std::string& params) { return change_shared_address(ctx, params, true); }
+json cmd_address_del(const ControlContext& ctx, const std::string& params) { return change_shared_address(ctx, params, false); }
+
 json cmd_config_save(const ControlContext& ctx, const std::string& params) {
     if (!trim(params).empty()) return error("/portmux/config/save takes no parameters");
     if (ctx.config_file.empty()) return error("no configuration file to save to");
@@ -376,7 +394,7 @@ const std::vector<CommandSpec>& command_table() {
          false, cmd_stats},
         {"/portmux/vms", "Every VM: port, MAC, enabled, link, counters. Parameters: [VM][,offset=N]", false, cmd_vms},
         {"/portmux/ranges", "Ranges per owner in config syntax. Parameters: [TARGET][,offset=N]", false, cmd_ranges},
-        {"/portmux/lookup", "Who receives a port now. Parameter: PROTO:PORT", false, cmd_lookup},
+        {"/portmux/lookup", "Who receives a port now. Parameter: [ADDRESS/]PROTO:PORT", false, cmd_lookup},
         {"/portmux/range/add", "Give a range to a VM or the host. Parameters: TARGET,RANGE", true, cmd_range_add},
         {"/portmux/range/del", "Remove exactly that range. Parameter: RANGE", true, cmd_range_del},
         {"/portmux/range/move", "Hand a range to another owner at once. Parameters: RANGE,TARGET", true,
@@ -384,6 +402,10 @@ const std::vector<CommandSpec>& command_table() {
         {"/portmux/vm/disable", "Close all of a VM's ranges (its traffic is dropped). Parameter: VM", true,
          cmd_vm_disable},
         {"/portmux/vm/enable", "Reopen a VM's ranges. Parameter: VM", true, cmd_vm_enable},
+        {"/portmux/address/add", "Add a shared IPv4 address with an empty range table. Parameter: IPV4", true,
+         cmd_address_add},
+        {"/portmux/address/del", "Remove a shared address that owns no range. Parameter: IPV4", true,
+         cmd_address_del},
         {"/portmux/config/save", "Write the running configuration to the --config file atomically.", true,
          cmd_config_save},
         {"/portmux/firewall/list", "Firewall default and rules in priority order. Parameters: [offset=N]", false,

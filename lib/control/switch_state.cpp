@@ -1,6 +1,7 @@
 // Changes to the running configuration, each published as one new snapshot.
 #include "control/switch_state.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -144,6 +145,35 @@ Result<ChangeReport> SwitchState::set_vm_enabled(const std::string& vm, bool ena
     return report;
 }
 
+Result<ChangeReport> SwitchState::add_shared_address(const Ipv4Addr& address) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    const auto& b = address.bytes;
+    if ((b[0] == 0 && b[1] == 0 && b[2] == 0 && b[3] == 0) || (b[0] == 255 && b[1] == 255 && b[2] == 255 && b[3] == 255) ||
+        (b[0] & 0xf0) == 0xe0)
+        return fail(fmt::format("{}: not a unicast address", address.to_string()));
+    if (address == config_.shared_ip) return fail(fmt::format("{} is the first shared address", address.to_string()));
+    for (const Ipv4Addr& known : config_.extra_shared_ips)
+        if (known == address) return fail(fmt::format("{} is a shared address already", address.to_string()));
+    if (config_.extra_shared_ips.size() >= kMaxExtraSharedIps)
+        return fail(fmt::format("there are {} shared addresses already, the most supported", 1 + kMaxExtraSharedIps));
+    config_.extra_shared_ips.push_back(address);
+    return publish_locked();
+}
+
+Result<ChangeReport> SwitchState::remove_shared_address(const Ipv4Addr& address) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    if (address == config_.shared_ip)
+        return fail(fmt::format("{} is the first shared address; it cannot be removed", address.to_string()));
+    auto it = std::find(config_.extra_shared_ips.begin(), config_.extra_shared_ips.end(), address);
+    if (it == config_.extra_shared_ips.end()) return fail(fmt::format("{} is not a shared address", address.to_string()));
+    for (const OwnedRange& owned : registry_.list())
+        if (owned.range.address == address)
+            return fail(fmt::format("{} still has ranges (\"{}\" of {}); remove or move them first", address.to_string(),
+                                    owned.range.to_string(), owner_name(owned.owner)));
+    config_.extra_shared_ips.erase(it);
+    return publish_locked();
+}
+
 Result<ChangeReport> SwitchState::add_firewall_rule(std::optional<size_t> index, const FirewallRule& rule) {
     std::lock_guard<std::mutex> guard(mutex_);
     FirewallConfig next = config_.firewall;
@@ -192,11 +222,15 @@ std::shared_ptr<const PortOwnerTable> SwitchState::next_table_locked(const std::
                                                                      size_t address_index) const {
     const Snapshot* current = publisher_.current();
     const Ipv4Addr address = address_index == 0 ? Ipv4Addr{} : config_.extra_shared_ips[address_index - 1];
+    // The same address's table in the current snapshot (addresses may have been added or removed since).
     std::shared_ptr<const PortOwnerTable> previous;
-    if (current != nullptr)
-        previous = address_index == 0 ? current->table
-                   : address_index - 1 < current->extra_tables.size() ? current->extra_tables[address_index - 1]
-                                                                      : nullptr;
+    if (current != nullptr && address_index == 0) previous = current->table;
+    if (current != nullptr && address_index != 0) {
+        uint32_t wanted;
+        std::memcpy(&wanted, address.bytes.data(), 4);
+        for (size_t j = 0; j < current->extra_tables.size() && j < current->shared.extra_ip4_count; ++j)
+            if (current->shared.extra_ip4[j] == wanted) previous = current->extra_tables[j];
+    }
     bool touched = false;
     for (const PortRange& range : changed) touched = touched || range.address == address;
     if (previous && !touched) return previous;

@@ -47,6 +47,9 @@ public:
     Result<ChangeReport> remove_range(const PortRange& range);
     Result<ChangeReport> move_range(const PortRange& range, const std::string& target);
     Result<ChangeReport> set_vm_enabled(const std::string& vm, bool enabled);
+    // Extension: another shared address with an empty range table / removal of one that owns no range.
+    Result<ChangeReport> add_shared_address(const Ipv4Addr& address);
+    Result<ChangeReport> remove_shared_address(const Ipv4Addr& address);
     Result<ChangeReport> add_firewall_rule(std::optional<size_t> index, const FirewallRule& rule);
     Result<ChangeReport> remove_firewall_rule(size_t index);
     Result<ChangeReport> set_firewall_default(FirewallAction action);

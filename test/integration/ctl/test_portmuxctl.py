@@ -257,6 +257,17 @@ def test_changes(ctl, pm):
     ctl.fails(1, ['unknown target "nobody"'], "ranges", "nobody")
     check(ctl.json("info")["generation"] == generation + 4, "a refused change changed the generation")
 
+    # A further shared address: its own ranges, refused removal while it owns one.
+    out = ctl.ok("address", "add", "192.0.2.20")
+    check("added shared address 192.0.2.20" in out, "address add", out)
+    ctl.ok("range", "add", "db", "192.0.2.20/tcp:8050")
+    check(ctl.json("lookup", "192.0.2.20/tcp:8050").get("target") == "db", "lookup on the second address")
+    check(ctl.json("lookup", "tcp:8050").get("target") == "web", "the first address keeps its owner")
+    ctl.fails(1, ["still has ranges"], "address", "del", "192.0.2.20")
+    ctl.ok("range", "del", "192.0.2.20/tcp:8050")
+    out = ctl.ok("address", "del", "192.0.2.20")
+    check("removed shared address 192.0.2.20" in out, "address del", out)
+
     out = ctl.ok("vm", "disable", "web")
     check("VM web disabled (was enabled)" in out, "vm disable", out)
     out = ctl.ok("lookup", "tcp:8050")

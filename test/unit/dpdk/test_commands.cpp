@@ -824,6 +824,7 @@ TEST_CASE("control read-only: every mutating command is refused, reading still w
         {"/portmux/vm/enable", "web"},             {"/portmux/config/save", ""},
         {"/portmux/firewall/add", R"({"action": "drop"})"}, {"/portmux/firewall/del", "0"},
         {"/portmux/firewall/default", "drop"},
+        {"/portmux/address/add", "192.0.2.20"},    {"/portmux/address/del", "192.0.2.20"},
     };
     size_t mutating = 0;
     for (const CommandSpec& spec : command_table()) {
@@ -908,4 +909,38 @@ TEST_CASE("control: ranges of another shared address are added, looked up, moved
     expect_change(sw, "/portmux/range/del", "192.0.2.20/tcp:8000-8009");
     CHECK(second(L4Proto::kTcp, 8000) == kNoOwner);
     CHECK(sw.table(L4Proto::kTcp, 8000) == vm_owner_id(0));
+}
+
+TEST_CASE("control address/add and address/del: a shared address gets an empty table, leaves only when empty",
+          "[control]") {
+    Switch sw;
+    json added = expect_change(sw, "/portmux/address/add", "192.0.2.20");
+    CHECK(added["shared_ips"] == json::array({"192.0.2.10", "192.0.2.20"}));
+    REQUIRE(sw.snap().extra_tables.size() == 1);
+    REQUIRE(sw.snap().shared.extra_ip4_count == 1);
+    CHECK(sw.snap().table_at[1]->lookup(L4Proto::kTcp, 8000) == kNoOwner);
+    expect_change(sw, "/portmux/address/add", "192.0.2.30");
+    expect_change(sw, "/portmux/range/add", "db,192.0.2.30/tcp:80");
+    expect_change(sw, "/portmux/range/add", "web,192.0.2.20/tcp:80");
+    CHECK(sw.snap().table_at[1]->lookup(L4Proto::kTcp, 80) == vm_owner_id(0));
+    CHECK(sw.snap().table_at[2]->lookup(L4Proto::kTcp, 80) == vm_owner_id(1));
+
+    expect_refused(sw, "/portmux/address/del", "192.0.2.20", {"still has ranges", "192.0.2.20/tcp:80", "web"});
+    expect_refused(sw, "/portmux/address/del", "192.0.2.10", {"first shared address"});
+    expect_refused(sw, "/portmux/address/del", "192.0.2.99", {"not a shared address"});
+    expect_refused(sw, "/portmux/address/add", "192.0.2.30", {"already"});
+    expect_refused(sw, "/portmux/address/add", "192.0.2.10", {"first shared address"});
+    expect_refused(sw, "/portmux/address/add", "224.0.0.1", {"not a unicast address"});
+    expect_refused(sw, "/portmux/address/add", "192.0.2", {"not an IPv4 address"});
+    expect_refused(sw, "/portmux/address/add", "", {"usage"});
+
+    // Removing the middle address keeps the other address's table with its owner (tables follow addresses).
+    expect_change(sw, "/portmux/range/del", "192.0.2.20/tcp:80");
+    expect_change(sw, "/portmux/address/del", "192.0.2.20");
+    REQUIRE(sw.snap().shared.extra_ip4_count == 1);
+    CHECK(sw.snap().table_at[1]->lookup(L4Proto::kTcp, 80) == vm_owner_id(1));
+    CHECK(expect_ok(sw, "/portmux/lookup", "192.0.2.30/tcp:80")["target"] == "db");
+    CHECK(sw.state->running_config().extra_shared_ips == std::vector<Ipv4Addr>{*Ipv4Addr::parse("192.0.2.30")});
+    for (int i = 0; i < 14; ++i) expect_change(sw, "/portmux/address/add", fmt::format("198.51.100.{}", i + 1));
+    expect_refused(sw, "/portmux/address/add", "198.51.100.99", {"the most supported"});
 }
