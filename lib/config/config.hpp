@@ -67,6 +67,27 @@ struct ControlConfig {
     bool read_only = false;  // register no command that changes anything
 };
 
+// Extension: remote VMs behind VXLAN (docs/remote-vms.md).
+inline constexpr uint16_t kDefaultVxlanPort = 4789;
+inline constexpr uint32_t kMaxVni = 0xffffff;
+inline constexpr size_t kMaxRemotes = 256;
+
+struct VxlanConfig {
+    Ipv4Addr local_ip;                // this host's underlay address on the uplink (may equal shared_ip)
+    uint16_t port = kDefaultVxlanPort;  // UDP destination port of the tunnel
+    uint32_t vni = 0;                 // 24 bits
+    std::vector<Ipv4Addr> peers;      // hosts allowed to send us VXLAN besides every remote's host
+};
+
+// A VM on another host: its ranges are sent there encapsulated. `mac` is the underlay next hop toward
+// `host` (static: the data path keeps no ARP state).
+struct RemoteConfig {
+    std::string name;  // shares the namespace of VM names
+    Ipv4Addr host;
+    MacAddr mac;
+    std::vector<PortRange> ranges;
+};
+
 struct Config {
     std::vector<std::string> eal;
     Ipv4Addr shared_ip;
@@ -77,6 +98,8 @@ struct Config {
     FirewallConfig firewall;
     UnmatchedPolicy unmatched = UnmatchedPolicy::kHost;
     ControlConfig control;
+    std::optional<VxlanConfig> vxlan;   // extension: absent, no VXLAN is sent or accepted
+    std::vector<RemoteConfig> remotes;  // extension: needs `vxlan`
 };
 
 // A configuration error: `path` is the JSON path ("vms[1].ranges[0]", "$" for the document itself).
