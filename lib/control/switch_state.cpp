@@ -13,6 +13,7 @@
 
 #include "core/port_index.hpp"
 #include "core/startup_error.hpp"
+#include "core/worker_counters.hpp"
 
 namespace portmux {
 namespace {
@@ -26,6 +27,9 @@ SharedAddresses shared_addresses(const Config& config) {
     }
     return shared;
 }
+
+// A remote's slot indexes the workers' counter blocks.
+static_assert(kMaxRemotes <= WorkerCounters::kRemoteSlots, "every remote slot needs its counters");
 
 Result<ChangeReport> fail(std::string message) { return Result<ChangeReport>::fail(std::move(message)); }
 
