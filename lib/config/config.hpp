@@ -67,6 +67,27 @@ struct ControlConfig {
     bool read_only = false;  // register no command that changes anything
 };
 
+// Extension: remote VMs behind VXLAN (docs/remote-vms.md).
+inline constexpr uint16_t kDefaultVxlanPort = 4789;
+inline constexpr uint32_t kMaxVni = 0xffffff;
+inline constexpr size_t kMaxRemotes = 256;
+
+struct VxlanConfig {
+    Ipv4Addr local_ip;                // this host's underlay address on the uplink (may equal shared_ip)
+    uint16_t port = kDefaultVxlanPort;  // UDP destination port of the tunnel
+    uint32_t vni = 0;                 // 24 bits
+    std::vector<Ipv4Addr> peers;      // hosts allowed to send us VXLAN besides every remote's host
+};
+
+// A VM on another host: its ranges are sent there encapsulated. `mac` is the underlay next hop toward
+// `host` (static: the data path keeps no ARP state).
+struct RemoteConfig {
+    std::string name;  // shares the namespace of VM names
+    Ipv4Addr host;
+    MacAddr mac;
+    std::vector<PortRange> ranges;
+};
+
 struct Config {
     std::vector<std::string> eal;
     Ipv4Addr shared_ip;  // the first (or only) shared address
@@ -79,6 +100,8 @@ struct Config {
     FirewallConfig firewall;
     UnmatchedPolicy unmatched = UnmatchedPolicy::kHost;
     ControlConfig control;
+    std::optional<VxlanConfig> vxlan;   // extension: absent, no VXLAN is sent or accepted
+    std::vector<RemoteConfig> remotes;  // extension: needs `vxlan`
 };
 
 // A configuration error: `path` is the JSON path ("vms[1].ranges[0]", "$" for the document itself).
@@ -104,6 +127,9 @@ nlohmann::json config_to_json(const Config& config);
 // Returns an error (range unchanged) when the address is not shared, or names a translation on another
 // address than the first; empty on success. Pure function.
 std::string resolve_range_address(PortRange& range, const Config& config);
+// True when `range` (resolved) covers the VXLAN port on the shared address the tunnel ends on (if it ends on
+// one): that port belongs to the tunnel. Pure function.
+bool range_holds_vxlan_port(const PortRange& range, const Config& config);
 // The one-screen summary printed by --check.
 std::string config_summary(const Config& config);
 

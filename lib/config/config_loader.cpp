@@ -203,8 +203,16 @@ private:
 
     std::string owner_name(OwnerId owner) const {
         if (owner == kHostOwner) return "the host";
-        return "VM " + in_quotes(vm_names_.at(owner - kFirstVmOwner));
+        const size_t index = owner - kFirstVmOwner;
+        return (index < vm_count_ ? "VM " : "remote ") + in_quotes(vm_names_.at(index));
     }
+
+public:
+    // Names after the first `count` are remotes' (they share the list: one namespace).
+    void set_vm_count(size_t count) { vm_count_ = count; }
+
+private:
+    size_t vm_count_ = SIZE_MAX;
 
     const std::vector<std::string>& vm_names_;
     const Config& config_;  // its shared addresses are parsed before any range
@@ -439,6 +447,98 @@ ControlConfig parse_control(const json& value, const std::string& path) {
     return control;
 }
 
+Ipv4Addr parse_unicast_ip4(const json& value, const std::string& path) { return parse_shared_ip(value, path); }
+
+// Extension: the VXLAN tunnel to other portmux hosts (docs/remote-vms.md).
+VxlanConfig parse_vxlan(const json& value, const std::string& path) {
+    expect_object(value, path);
+    check_keys(value, path, {"local_ip", "port", "vni", "peers"});
+    VxlanConfig vxlan;
+    vxlan.local_ip = parse_unicast_ip4(require(value, path, "local_ip"), child(path, "local_ip"));
+    if (const json* port = find(value, "port")) {
+        if (!port->is_number_integer() || port->get<int64_t>() < 1 || port->get<int64_t>() > 65535)
+            fail(child(path, "port"), "expected a UDP port 1..65535");
+        vxlan.port = static_cast<uint16_t>(port->get<int64_t>());
+    }
+    const json& vni = require(value, path, "vni");
+    if (!vni.is_number_integer() || vni.get<int64_t>() < 0 || vni.get<int64_t>() > static_cast<int64_t>(kMaxVni))
+        fail(child(path, "vni"), fmt::format("expected a VXLAN network identifier 0..{}", kMaxVni));
+    vxlan.vni = static_cast<uint32_t>(vni.get<int64_t>());
+    if (const json* peers = find(value, "peers")) {
+        const std::string peers_path = child(path, "peers");
+        expect_array(*peers, peers_path);
+        for (size_t i = 0; i < peers->size(); ++i) {
+            const std::string at = element(peers_path, i);
+            Ipv4Addr peer = parse_unicast_ip4((*peers)[i], at);
+            if (peer == vxlan.local_ip) fail(at, in_quotes(peer.to_string()) + ": this is local_ip itself");
+            for (const Ipv4Addr& earlier : vxlan.peers)
+                if (earlier == peer) fail(at, in_quotes(peer.to_string()) + ": listed twice");
+            vxlan.peers.push_back(peer);
+        }
+    }
+    return vxlan;
+}
+
+std::vector<RemoteConfig> parse_remotes(const json& value, const std::string& path, const Config& config,
+                                        std::vector<std::string>& names, RangeChecker& ranges) {
+    expect_array(value, path);
+    if (value.size() > kMaxRemotes) fail(path, fmt::format("too many remotes ({}, at most {})", value.size(), kMaxRemotes));
+    if (config.vms.size() + value.size() > kMaxOwners - kFirstVmOwner)
+        fail(path, fmt::format("too many VMs and remotes together (at most {})", kMaxOwners - kFirstVmOwner));
+    if (!value.empty() && !config.vxlan) fail(path, "remote VMs need \"vxlan\" (the tunnel that reaches them)");
+    std::vector<RemoteConfig> remotes;
+    for (size_t i = 0; i < value.size(); ++i) {
+        const std::string at = element(path, i);
+        const json& item = value[i];
+        expect_object(item, at);
+        check_keys(item, at, {"name", "host", "mac", "ranges"});
+        RemoteConfig remote;
+        const std::string name_path = child(at, "name");
+        remote.name = expect_string(require(item, at, "name"), name_path);
+        if (!valid_vm_name(remote.name))
+            fail(name_path, in_quotes(remote.name) + ": invalid name (expected 1 to 32 characters from A-Z a-z 0-9 _ . -)");
+        if (remote.name == "host") fail(name_path, "\"host\" is reserved (it names the host as a range owner)");
+        for (size_t v = 0; v < config.vms.size(); ++v)
+            if (config.vms[v].name == remote.name)
+                fail(name_path, fmt::format("{} is already used by vms[{}] (VMs and remotes share names)",
+                                            in_quotes(remote.name), v));
+        for (size_t r = 0; r < remotes.size(); ++r)
+            if (remotes[r].name == remote.name)
+                fail(name_path, fmt::format("{} is already used by {}", in_quotes(remote.name), element(path, r)));
+        names.push_back(remote.name);
+        remote.host = parse_unicast_ip4(require(item, at, "host"), child(at, "host"));
+        if (remote.host == config.vxlan->local_ip)
+            fail(child(at, "host"), in_quotes(remote.host.to_string()) + ": this is vxlan.local_ip, this host itself");
+        remote.mac = parse_unicast_mac(require(item, at, "mac"), child(at, "mac"));
+        if (const json* list = find(item, "ranges")) {
+            remote.ranges = ranges.parse_list(*list, child(at, "ranges"), vm_owner_id(config.vms.size() + i));
+            for (size_t r = 0; r < remote.ranges.size(); ++r)
+                if (remote.ranges[r].translated)
+                    fail(element(child(at, "ranges"), r),
+                         fmt::format("{}: port translation is for local VMs", in_quotes(remote.ranges[r].to_string())));
+        }
+        remotes.push_back(std::move(remote));
+    }
+    return remotes;
+}
+
+// When the tunnel ends on a shared address, its UDP port there is the tunnel's: no owner may claim it.
+void check_vxlan_port_unowned(const Config& config) {
+    if (!config.vxlan) return;
+    const uint16_t port = config.vxlan->port;
+    auto check = [&](const std::vector<PortRange>& list, const std::string& path) {
+        for (size_t r = 0; r < list.size(); ++r)
+            if (list[r].udp && list[r].ports.contains(port) && range_holds_vxlan_port(list[r], config))
+                fail(element(path, r), fmt::format("{} contains udp:{}, the VXLAN port on vxlan.local_ip (the shared "
+                                                   "address)",
+                                                   in_quotes(list[r].to_string()), port));
+    };
+    check(config.host.ranges, "host.ranges");
+    for (size_t v = 0; v < config.vms.size(); ++v) check(config.vms[v].ranges, fmt::format("vms[{}].ranges", v));
+    for (size_t v = 0; v < config.remotes.size(); ++v)
+        check(config.remotes[v].ranges, fmt::format("remotes[{}].ranges", v));
+}
+
 // Position of nlohmann's "last read byte" (1-based offset) as a 1-based line and column.
 std::pair<size_t, size_t> line_column(const std::string& text, size_t byte) {
     const size_t pos = std::min(byte == 0 ? 0 : byte - 1, text.size());
@@ -513,7 +613,8 @@ json parse_json_text(const std::string& text) {
 Config parse_config(const json& document) {
     if (!document.is_object()) fail(kRoot, "expected a JSON object");
     check_keys(document, kRoot,
-               {"eal", "shared_ip", "shared_ip6", "uplink", "host", "vms", "firewall", "unmatched", "control"});
+               {"eal", "shared_ip", "shared_ip6", "uplink", "host", "vms", "firewall", "unmatched", "control", "vxlan",
+                "remotes"});
     Config config;
     DeviceNames devices;
     std::vector<std::string> vm_names;
@@ -531,10 +632,22 @@ Config parse_config(const json& document) {
             *unmatched, "unmatched",
             {{"host", UnmatchedPolicy::kHost}, {"drop", UnmatchedPolicy::kDrop}, {"reject", UnmatchedPolicy::kReject}});
     if (const json* control = find(document, "control")) config.control = parse_control(*control, "control");
+    ranges.set_vm_count(config.vms.size());
+    if (const json* vxlan = find(document, "vxlan")) config.vxlan = parse_vxlan(*vxlan, "vxlan");
+    if (const json* remotes = find(document, "remotes"))
+        config.remotes = parse_remotes(*remotes, "remotes", config, vm_names, ranges);
+    check_vxlan_port_unowned(config);
     return config;
 }
 
 FirewallRule parse_firewall_rule(const json& rule, const std::string& path) { return parse_rule(rule, path); }
+
+bool range_holds_vxlan_port(const PortRange& range, const Config& config) {
+    if (!config.vxlan || !range.udp || !range.ports.contains(config.vxlan->port)) return false;
+    // Ranges are resolved: the first address is written as none.
+    return config.vxlan->local_ip == config.shared_ip ? range.on_first_address()
+                                                      : range.address == config.vxlan->local_ip;
+}
 
 std::string resolve_range_address(PortRange& range, const Config& config) {
     if (range.on_first_address()) return "";

@@ -94,6 +94,23 @@ json config_to_json(const Config& config) {
     doc["firewall"] = {{"default", to_string(config.firewall.default_action)}, {"rules", rules}};
     doc["unmatched"] = to_string(config.unmatched);
     if (config.control.read_only) doc["control"] = {{"read_only", true}};
+    if (config.vxlan) {
+        json peers = json::array();
+        for (const auto& peer : config.vxlan->peers) peers.push_back(peer.to_string());
+        doc["vxlan"] = {{"local_ip", config.vxlan->local_ip.to_string()},
+                        {"port", config.vxlan->port},
+                        {"vni", config.vxlan->vni},
+                        {"peers", peers}};
+    }
+    if (!config.remotes.empty()) {
+        json remotes = json::array();
+        for (const auto& remote : config.remotes)
+            remotes.push_back({{"name", remote.name},
+                               {"host", remote.host.to_string()},
+                               {"mac", remote.mac.to_string()},
+                               {"ranges", ranges_to_json(remote.ranges)}});
+        doc["remotes"] = remotes;
+    }
     return doc;
 }
 
@@ -133,6 +150,15 @@ std::string config_summary(const Config& config) {
     };
     count(config.host.ranges);
     for (const auto& vm : config.vms) count(vm.ranges);
+    for (const auto& remote : config.remotes) count(remote.ranges);
+    if (config.vxlan)
+        line("vxlan", fmt::format("local {} udp:{} vni {}, {} peer{}", config.vxlan->local_ip.to_string(),
+                                  config.vxlan->port, config.vxlan->vni, config.vxlan->peers.size(),
+                                  config.vxlan->peers.size() == 1 ? "" : "s"));
+    if (!config.remotes.empty()) line("remotes", fmt::format("{}", config.remotes.size()));
+    for (const auto& remote : config.remotes)
+        out += fmt::format("  {:<{}}  host {}  next hop {}  ranges {}\n", remote.name, name_width,
+                           remote.host.to_string(), remote.mac.to_string(), ranges_text(remote.ranges));
     line("ports owned", fmt::format("tcp {} of 65536, udp {} of 65536", owned[0], owned[1]));
 
     line("firewall", fmt::format("default {}, {} rule{}", to_string(config.firewall.default_action),

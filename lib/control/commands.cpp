@@ -110,6 +110,16 @@ json cmd_info(const ControlContext& ctx, const std::string& params) {
         std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - ctx.started).count();
     answer["config"] = ctx.config_file;
     answer["read_only"] = ctx.read_only ? 1 : 0;
+    if (config.vxlan) {
+        json peers = json::array();
+        for (const Ipv4Addr& peer : config.vxlan->peers) peers.push_back(peer.to_string());
+        // Flat keys: telemetry nests containers one level deep only.
+        answer["vxlan_local_ip"] = config.vxlan->local_ip.to_string();
+        answer["vxlan_port"] = config.vxlan->port;
+        answer["vxlan_vni"] = config.vxlan->vni;
+        answer["vxlan_peers"] = peers;
+        answer["remotes"] = config.remotes.size();
+    }
     if (ctx.pool != nullptr) {
         // Free mbufs (the pool and the per-lcore caches): steady under load, back to the start when idle.
         answer["mbufs_free"] = rte_mempool_avail_count(ctx.pool);
@@ -232,8 +242,15 @@ json cmd_lookup(const ControlContext& ctx, const std::string& params) {
     }
     // The owner's traffic may be served by its backup while its port is down.
     answer["owner"] = ctx.state->owner_name(found.owner);
-    answer["target"] = found.owner >= kFirstVmOwner ? ctx.state->served_by(found.owner - kFirstVmOwner)
-                                                    : ctx.state->owner_name(found.owner);
+    const bool remote = ctx.state->is_remote(found.owner);
+    answer["target"] = found.owner >= kFirstVmOwner && !remote ? ctx.state->served_by(found.owner - kFirstVmOwner)
+                                                               : ctx.state->owner_name(found.owner);
+    if (remote) {
+        answer["range"] = found.range ? found.range->to_string() : "";
+        answer["enabled"] = 1;
+        answer["delivery"] = "remote";
+        return answer;
+    }
     answer["range"] = found.range ? found.range->to_string() : "";
     answer["enabled"] = found.enabled ? 1 : 0;
     answer["delivery"] = found.owner == kHostOwner ? "host" : found.enabled ? "vm" : "drop";
@@ -255,6 +272,60 @@ json cmd_firewall_list(const ControlContext& ctx, const std::string& params) {
     for (size_t i = *offset; i < end; ++i) answer[std::to_string(i)] = rules[i];
     add_page(answer, firewall.rules.size(), *offset, end > *offset ? end - *offset : 0);
     return answer;
+}
+
+// Remote VMs (docs/remote-vms.md): one object per remote keyed by its position, counters summed over workers.
+json cmd_remotes(const ControlContext& ctx, const std::string& params) {
+    std::vector<std::string> args = split_params(params);
+    auto offset = parse_offset(args);
+    if (!offset) return error(offset.error());
+    if (args.size() > 1) return error("usage: /portmux/remotes[,NAME][,offset=N]");
+    std::vector<RemoteInfo> remotes = ctx.state->remotes();
+    if (!args.empty()) {
+        auto it = std::find_if(remotes.begin(), remotes.end(), [&](const RemoteInfo& r) { return r.name == args[0]; });
+        if (it == remotes.end()) return error(fmt::format("unknown remote \"{}\"", args[0]));
+        remotes = {*it};
+    }
+    json answer = json::object();
+    size_t end = std::min(remotes.size(), *offset + kVmPageSize);
+    for (size_t i = *offset; i < end; ++i) {
+        const RemoteInfo& remote = remotes[i];
+        uint64_t packets = 0, bytes = 0;
+        for (const WorkerCounters* counters : ctx.counters) {
+            packets += counters->read_remote_packets(remote.slot);
+            bytes += counters->read_remote_bytes(remote.slot);
+        }
+        answer[std::to_string(i)] = {{"name", remote.name},
+                                     {"host", remote.host.to_string()},
+                                     {"mac", remote.mac.to_string()},
+                                     {"ranges", ctx.state->ranges(remote.owner).size()},
+                                     {"tx_packets", packets},
+                                     {"tx_bytes", bytes}};
+    }
+    add_page(answer, remotes.size(), *offset, end > *offset ? end - *offset : 0);
+    return answer;
+}
+
+json cmd_remote_add(const ControlContext& ctx, const std::string& params) {
+    std::vector<std::string> args = split_params(params);
+    json failure;
+    if (!expect_params(args, 3, 3, "/portmux/remote/add,NAME,HOST,MAC", &failure)) return failure;
+    auto host = Ipv4Addr::parse(args[1]);
+    if (!host) return error(fmt::format("HOST: {}", host.error()));
+    auto mac = MacAddr::parse(args[2]);
+    if (!mac) return error(fmt::format("MAC: {}", mac.error()));
+    auto report = ctx.state->add_remote(args[0], *host, *mac);
+    if (!report) return error(report.error());
+    return changed(*report, {{"remote", args[0]}, {"host", host->to_string()}, {"mac", mac->to_string()}});
+}
+
+json cmd_remote_del(const ControlContext& ctx, const std::string& params) {
+    std::vector<std::string> args = split_params(params);
+    json failure;
+    if (!expect_params(args, 1, 1, "/portmux/remote/del,NAME", &failure)) return failure;
+    auto report = ctx.state->remove_remote(args[0]);
+    if (!report) return error(report.error());
+    return changed(*report, {{"removed", args[0]}});
 }
 
 // ---- changes --------------------------------------------------------------------------------------------
@@ -414,6 +485,10 @@ const std::vector<CommandSpec>& command_table() {
          true, cmd_firewall_add},
         {"/portmux/firewall/del", "Delete the rule at INDEX. Parameter: INDEX", true, cmd_firewall_del},
         {"/portmux/firewall/default", "Set the firewall default. Parameter: accept|drop", true, cmd_firewall_default},
+        {"/portmux/remotes", "Remote VMs behind VXLAN: host, next-hop MAC, ranges, counters. Parameters: [NAME][,offset=N]",
+         false, cmd_remotes},
+        {"/portmux/remote/add", "Add a remote VM reached through VXLAN. Parameters: NAME,HOST,MAC", true, cmd_remote_add},
+        {"/portmux/remote/del", "Remove a remote VM that owns no range. Parameter: NAME", true, cmd_remote_del},
     };
     return table;
 }

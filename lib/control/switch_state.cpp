@@ -14,6 +14,7 @@
 
 #include "core/port_index.hpp"
 #include "core/startup_error.hpp"
+#include "core/worker_counters.hpp"
 
 namespace portmux {
 namespace {
@@ -30,6 +31,9 @@ SharedAddresses shared_addresses(const Config& config) {
     return shared;
 }
 
+// A remote's slot indexes the workers' counter blocks.
+static_assert(kMaxRemotes <= WorkerCounters::kRemoteSlots, "every remote slot needs its counters");
+
 Result<ChangeReport> fail(std::string message) { return Result<ChangeReport>::fail(std::move(message)); }
 
 }  // namespace
@@ -40,6 +44,102 @@ SwitchState::SwitchState(Config config, SnapshotPublisher& publisher)
     for (const PortRange& range : config_.host.ranges) registry_.add(range, kHostOwner);
     for (size_t i = 0; i < config_.vms.size(); ++i)
         for (const PortRange& range : config_.vms[i].ranges) registry_.add(range, vm_owner_id(i));
+    for (RemoteConfig& remote : config_.remotes) {
+        for (const PortRange& range : remote.ranges) registry_.add(range, remote_owner_id(remotes_.size()));
+        remote.ranges.clear();
+        remotes_.push_back(RemoteSlot{true, std::move(remote)});
+    }
+    config_.remotes.clear();
+    rebuild_vxlan_locked();
+}
+
+// The tunnel's settings for the data path: peers are `vxlan.peers` and the host of every remote.
+void SwitchState::rebuild_vxlan_locked() {
+    if (!config_.vxlan) return;
+    auto vxlan = std::make_shared<VxlanSettings>();
+    vxlan->local_ip = config_.vxlan->local_ip.as_be32();
+    vxlan->port = config_.vxlan->port;
+    vxlan->vni = config_.vxlan->vni;
+    for (const Ipv4Addr& peer : config_.vxlan->peers) vxlan->peers.push_back(peer.as_be32());
+    for (const RemoteSlot& slot : remotes_)
+        if (slot.active && !vxlan->is_peer(slot.config.host.as_be32())) vxlan->peers.push_back(slot.config.host.as_be32());
+    vxlan_ = std::move(vxlan);
+}
+
+std::optional<size_t> SwitchState::remote_slot_of(OwnerId owner) const {
+    if (owner < kFirstVmOwner + vm_count_) return std::nullopt;
+    const size_t slot = owner - kFirstVmOwner - vm_count_;
+    if (slot >= remotes_.size() || !remotes_[slot].active) return std::nullopt;
+    return slot;
+}
+
+bool SwitchState::is_remote(OwnerId owner) const {
+    std::lock_guard<std::mutex> guard(mutex_);
+    return remote_slot_of(owner).has_value();
+}
+
+// When the tunnel ends on the shared address, its UDP port belongs to the tunnel.
+std::string SwitchState::check_vxlan_port_locked(const PortRange& range) const {
+    if (!range_holds_vxlan_port(range, config_)) return "";
+    return fmt::format("\"{}\" contains udp:{}, the VXLAN port on the shared address", range.to_string(),
+                       config_.vxlan->port);
+}
+
+Result<ChangeReport> SwitchState::add_remote(const std::string& name, const Ipv4Addr& host, const MacAddr& mac) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    if (!config_.vxlan) return fail("no \"vxlan\" in the configuration: remote VMs need the tunnel");
+    if (name == "host" || owner_by_name(name))
+        return fail(fmt::format("\"{}\" is already used (VMs, remotes and \"host\" share names)", name));
+    Config probe = config_;
+    probe.vms.clear();
+    probe.host.ranges.clear();
+    RemoteConfig remote{name, host, mac, {}};
+    probe.remotes = {remote};
+    try {
+        // The loader's rules (name syntax, unicast addresses, not local_ip) for one remote.
+        nlohmann::json doc = config_to_json(probe);
+        doc.erase("vms");
+        parse_config(doc);
+    } catch (const ConfigError& e) {
+        return fail(fmt::format("{}: {}", e.path() == "remotes[0].name" ? "NAME" : e.path() == "remotes[0].host" ? "HOST"
+                                                                            : e.path() == "remotes[0].mac" ? "MAC"
+                                                                                                           : e.path(),
+                                e.what()));
+    }
+    size_t slot = 0;
+    while (slot < remotes_.size() && remotes_[slot].active) ++slot;
+    if (slot >= kMaxRemotes || kFirstVmOwner + vm_count_ + slot >= kMaxOwners)
+        return fail(fmt::format("too many remotes (at most {})", kMaxRemotes));
+    if (slot == remotes_.size()) remotes_.emplace_back();
+    remotes_[slot] = RemoteSlot{true, remote};
+    rebuild_vxlan_locked();
+    return publish_locked();
+}
+
+Result<ChangeReport> SwitchState::remove_remote(const std::string& name) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    auto owner = owner_by_name(name);
+    auto slot = owner ? remote_slot_of(*owner) : std::nullopt;
+    if (!slot) return fail(fmt::format("unknown remote \"{}\"", name));
+    const size_t owned = registry_.list(*owner).size();
+    if (owned != 0)
+        return fail(fmt::format("remote \"{}\" still owns {} range{}: move or delete them first", name, owned,
+                                owned == 1 ? "" : "s"));
+    remotes_[*slot] = RemoteSlot{};
+    rebuild_vxlan_locked();
+    auto report = publish_locked();
+    if (report) report.value().previous = name;
+    return report;
+}
+
+std::vector<RemoteInfo> SwitchState::remotes() const {
+    std::lock_guard<std::mutex> guard(mutex_);
+    std::vector<RemoteInfo> out;
+    for (size_t slot = 0; slot < remotes_.size(); ++slot)
+        if (remotes_[slot].active)
+            out.push_back(RemoteInfo{remotes_[slot].config.name, remotes_[slot].config.host, remotes_[slot].config.mac,
+                                     slot, remote_owner_id(slot)});
+    return out;
 }
 
 void SwitchState::publish_initial() {
@@ -52,6 +152,8 @@ std::optional<OwnerId> SwitchState::owner_by_name(const std::string& name) const
     if (name == "host") return kHostOwner;
     for (size_t i = 0; i < config_.vms.size(); ++i)
         if (config_.vms[i].name == name) return vm_owner_id(i);
+    for (size_t slot = 0; slot < remotes_.size(); ++slot)
+        if (remotes_[slot].active && remotes_[slot].config.name == name) return remote_owner_id(slot);
     return std::nullopt;
 }
 
@@ -59,6 +161,7 @@ std::string SwitchState::owner_name(OwnerId owner) const {
     if (owner == kHostOwner) return "host";
     if (owner >= kFirstVmOwner && static_cast<size_t>(owner - kFirstVmOwner) < config_.vms.size())
         return config_.vms[owner - kFirstVmOwner].name;
+    if (auto slot = remote_slot_of(owner)) return remotes_[*slot].config.name;
     return "none";
 }
 
@@ -86,6 +189,10 @@ Result<ChangeReport> SwitchState::add_range(const std::string& target, const Por
     auto owner = owner_by_name(target);
     if (!owner) return fail(fmt::format("unknown target \"{}\" (expected \"host\" or a VM name)", target));
     if (auto conflict = registry_.find_conflict(range)) return fail(describe_conflict_locked(range, *conflict));
+    std::string tunnel_port = check_vxlan_port_locked(range);
+    if (!tunnel_port.empty()) return fail(tunnel_port);
+    if (range.translated && remote_slot_of(*owner))
+        return fail(fmt::format("\"{}\": port translation is for local VMs", range.to_string()));
     std::string answer_ports = check_answer_ports_locked(*owner, range);
     if (!answer_ports.empty()) return fail(answer_ports);
     registry_.add(range, *owner);
@@ -124,6 +231,8 @@ Result<ChangeReport> SwitchState::move_range(const PortRange& given, const std::
     for (const OwnedRange& owned : registry_.list(*former))
         if (owned.range.ports == range.ports && owned.range.tcp == range.tcp && owned.range.udp == range.udp &&
             owned.range.address == range.address) {
+            if (owned.range.translated && remote_slot_of(*owner))
+                return fail(fmt::format("\"{}\": port translation is for local VMs", owned.range.to_string()));
             std::string answer_ports = *owner == *former ? "" : check_answer_ports_locked(*owner, owned.range);
             if (!answer_ports.empty()) return fail(answer_ports);
         }
@@ -136,7 +245,7 @@ Result<ChangeReport> SwitchState::move_range(const PortRange& given, const std::
 Result<ChangeReport> SwitchState::set_vm_enabled(const std::string& vm, bool enabled) {
     std::lock_guard<std::mutex> guard(mutex_);
     auto owner = owner_by_name(vm);
-    if (!owner || *owner == kHostOwner) return fail(fmt::format("unknown VM \"{}\"", vm));
+    if (!owner || *owner == kHostOwner || remote_slot_of(*owner)) return fail(fmt::format("unknown VM \"{}\"", vm));
     VmConfig& config = config_.vms[*owner - kFirstVmOwner];
     bool was = config.enabled;
     config.enabled = enabled;
@@ -260,8 +369,18 @@ std::unique_ptr<Snapshot> SwitchState::build_snapshot_locked(const std::vector<P
     const Snapshot* current = publisher_.current();
     snap->translation = current != nullptr && changed_ranges.empty() && current->table
                             ? current->translation
-                            : build_port_translation(registry_, kFirstVmOwner + config_.vms.size());
-    snap->owners.resize(kFirstVmOwner + config_.vms.size());
+                            : build_port_translation(registry_, kFirstVmOwner + config_.vms.size() + remotes_.size());
+    snap->owners.resize(kFirstVmOwner + config_.vms.size() + remotes_.size());
+    snap->vxlan = vxlan_;
+    for (size_t slot = 0; slot < remotes_.size(); ++slot) {
+        if (!remotes_[slot].active) continue;
+        OwnerTarget& target = snap->owners[remote_owner_id(slot)];
+        target.kind = OwnerKind::kRemote;
+        target.port = kUplinkPortIndex;
+        target.mac = remotes_[slot].config.mac;
+        target.remote_ip = remotes_[slot].config.host.as_be32();
+        target.remote_slot = static_cast<uint16_t>(slot);
+    }
     snap->owners[kHostOwner].kind = OwnerKind::kHost;
     snap->owners[kHostOwner].port = kHostPortIndex;
     for (size_t i = 0; i < config_.vms.size(); ++i) {
@@ -309,7 +428,8 @@ PortLookup SwitchState::lookup(L4Proto proto, uint16_t port, const Ipv4Addr& add
     for (const OwnedRange& owned : registry_.list(answer.owner))
         if (owned.range.covers(proto) && owned.range.ports.contains(port) && owned.range.address == address)
             answer.range = owned.range;
-    if (answer.owner >= kFirstVmOwner) answer.enabled = config_.vms[answer.owner - kFirstVmOwner].enabled;
+    if (answer.owner >= kFirstVmOwner && static_cast<size_t>(answer.owner - kFirstVmOwner) < vm_count_)
+        answer.enabled = config_.vms[answer.owner - kFirstVmOwner].enabled;
     return answer;
 }
 
@@ -337,6 +457,13 @@ Config SwitchState::running_config_locked() const {
             config.host.ranges.push_back(owned.range);
         else if (owned.owner >= kFirstVmOwner && static_cast<size_t>(owned.owner - kFirstVmOwner) < config.vms.size())
             config.vms[owned.owner - kFirstVmOwner].ranges.push_back(owned.range);
+    }
+    // Remotes in slot order, each with its ranges as they are now.
+    for (size_t slot = 0; slot < remotes_.size(); ++slot) {
+        if (!remotes_[slot].active) continue;
+        RemoteConfig remote = remotes_[slot].config;
+        for (const OwnedRange& owned : registry_.list(remote_owner_id(slot))) remote.ranges.push_back(owned.range);
+        config.remotes.push_back(std::move(remote));
     }
     return config;
 }

@@ -29,6 +29,15 @@ struct ChangeReport {
     std::string previous;     // the former owner (moves, deletions) or state
 };
 
+// A remote VM as the control side lists it (docs/remote-vms.md).
+struct RemoteInfo {
+    std::string name;
+    Ipv4Addr host;
+    MacAddr mac;
+    size_t slot = 0;  // index of its counters (WorkerCounters::read_remote_*)
+    OwnerId owner = kNoOwner;
+};
+
 class SwitchState {
 public:
     // `publisher` outlives this object. The VM with index i is reached through dense port 2 + i.
@@ -59,6 +68,12 @@ public:
     bool set_link(size_t vm_index, bool up);
     // The VM that receives VM `vm_index`'s traffic now: itself, or its backup while it is down.
     std::string served_by(size_t vm_index) const;
+    // Remote VMs (docs/remote-vms.md): names share the namespace of VM names. Adding needs `vxlan`; removing
+    // is refused while the remote owns ranges. Any thread; changes are serialised.
+    Result<ChangeReport> add_remote(const std::string& name, const Ipv4Addr& host, const MacAddr& mac);
+    Result<ChangeReport> remove_remote(const std::string& name);
+    std::vector<RemoteInfo> remotes() const;
+    bool is_remote(OwnerId owner) const;
     // Writes the running configuration to `file` atomically (temporary file, fsync, rename).
     Result<ChangeReport> save(const std::string& file) const;
 
@@ -84,6 +99,17 @@ private:
     std::string check_answer_ports_locked(OwnerId owner, const PortRange& range) const;
     Config running_config_locked() const;
     size_t serving_index_locked(size_t vm_index) const;
+    // Remote VMs: stable slots (a removed remote's slot is reused), so owner ids in the registry stay valid.
+    struct RemoteSlot {
+        bool active = false;
+        RemoteConfig config;  // ranges are kept in registry_
+    };
+    OwnerId remote_owner_id(size_t slot) const { return static_cast<OwnerId>(kFirstVmOwner + vm_count_ + slot); }
+    std::optional<size_t> remote_slot_of(OwnerId owner) const;
+    std::string check_vxlan_port_locked(const PortRange& range) const;
+    void rebuild_vxlan_locked();
+    std::vector<RemoteSlot> remotes_;
+    std::shared_ptr<const VxlanSettings> vxlan_;  // null unless `vxlan` is configured
 
     mutable std::mutex mutex_;
     Config config_;  // VMs and firewall as running; ranges are kept in registry_

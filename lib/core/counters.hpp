@@ -28,7 +28,12 @@ namespace portmux {
     X(drop_no_mbuf, "dropped: no mbuf for a copy or an answer")                                         \
     X(drop_fragment, "fragments dropped: reassembly table full, overlapping or invalid")                \
     X(fragments_held, "fragments held for reassembly (the datagram is counted when complete)")          \
-    X(reassembled, "datagrams reassembled from fragments")
+    X(reassembled, "datagrams reassembled from fragments")                                             \
+    X(vxlan_encapsulated, "frames sent out of the uplink in VXLAN to a remote VM")                       \
+    X(vxlan_decapsulated, "VXLAN frames from a peer unwrapped (the inner frame is then counted as any)") \
+    X(drop_vxlan, "dropped: VXLAN from a non-peer, wrong VNI, bad flags or truncated")                  \
+    X(drop_vxlan_loop, "dropped: a frame from VXLAN whose port is owned by a remote VM (no re-sending)") \
+    X(drop_vxlan_too_big, "dropped: a frame for a remote VM that would exceed the uplink MTU in VXLAN")
 
 enum class SwitchCounter : uint16_t {
 #define PORTMUX_ENUM(name, desc) name,

@@ -32,8 +32,17 @@ public:
         return counter_read(port_[port * kPortCounterCount + static_cast<size_t>(c)]);
     }
     size_t port_count() const { return port_count_; }
+    // Remote VMs (docs/remote-vms.md): frames and bytes sent to each, by its slot (< kRemoteSlots).
+    static constexpr size_t kRemoteSlots = 256;  // config's kMaxRemotes (checked where both are known)
+    void add_remote(size_t slot, uint64_t bytes) {
+        counter_add(remote_[slot][0], 1);
+        counter_add(remote_[slot][1], bytes);
+    }
+    uint64_t read_remote_packets(size_t slot) const { return counter_read(remote_[slot][0]); }
+    uint64_t read_remote_bytes(size_t slot) const { return counter_read(remote_[slot][1]); }
 
 private:
+    uint64_t remote_[kRemoteSlots][2] = {};
     uint64_t switch_[kSwitchCounterCount] = {};
     size_t port_count_;
     std::vector<uint64_t> port_;  // sized once before the worker starts, never resized

@@ -34,6 +34,7 @@ enum class Delivery : uint8_t {
     kHost,    // to the host port
     kDrop,    // `drop_reason` says why
     kReject,  // answer with a TCP RST / ICMP port unreachable (unmatched = reject)
+    kRemote,  // to owner `owner`, a remote VM: encapsulated in VXLAN out of the uplink
 };
 
 struct DeliveryDecision {
@@ -77,6 +78,9 @@ inline DeliveryDecision decide_delivery(const ParsedFrame& frame, const PortOwne
     switch (kind) {
         case OwnerKind::kVm:
             return deliver_to_vm(id, owners);
+        case OwnerKind::kRemote:
+            d.delivery = Delivery::kRemote;
+            return d;
         case OwnerKind::kHost:
             // The host's own ports reach it whatever `unmatched` says: that policy is for ports nobody owns.
             d.delivery = Delivery::kHost;

@@ -24,6 +24,7 @@
 #include "pipeline/port_rewrite.hpp"
 #include "pipeline/reject.hpp"
 #include "pipeline/vm_egress.hpp"
+#include "pipeline/vxlan.hpp"
 
 namespace portmux {
 namespace {
@@ -145,6 +146,7 @@ void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
     rte_mbuf* fw_pkts[kBurstSize];
     uint16_t fw_index[kBurstSize];  // index into parsed[]
     bool fw_reassembled[kBurstSize];
+    bool fw_via_vxlan[kBurstSize];
     uint16_t fw_count = 0;
     alignas(8) uint8_t scratch[kParseWindow];
     const uint64_t now = rte_rdtsc();
@@ -155,6 +157,15 @@ void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
     for (uint16_t i = 0; i < n; ++i) {
         rte_mbuf* m = pkts[i];
         new (&parsed[i]) ParsedFrame(parse(m, scratch));
+        // A tunnel frame from a peer carries a frame that host's portmux sent here: it is switched as if it
+        // had arrived on the uplink itself. One pointer test when no tunnel is configured.
+        bool via_vxlan = false;
+        if (snap.vxlan != nullptr && snap.vxlan->is_tunnel_frame(parsed[i])) {
+            m = decapsulate(*snap.vxlan, m, parsed[i]);
+            if (m == nullptr) continue;
+            via_vxlan = true;
+            new (&parsed[i]) ParsedFrame(parse(m, scratch));
+        }
         UplinkPlan plan = plan_uplink_frame(parsed[i], snap.shared);
         bool reassembled = false;
         if (plan.step == UplinkStep::kReassemble) {
@@ -177,6 +188,7 @@ void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
                 fw_pkts[fw_count] = m;
                 fw_index[fw_count] = i;
                 fw_reassembled[fw_count] = reassembled;
+                fw_via_vxlan[fw_count] = via_vxlan;
                 ++fw_count;
                 break;
         }
@@ -209,11 +221,56 @@ void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
             drop(fw_pkts[k], SwitchCounter::drop_firewall);
             continue;
         }
-        deliver(snap, fw_pkts[k], parsed[fw_index[k]], fw_reassembled[k]);
+        deliver(snap, fw_pkts[k], parsed[fw_index[k]], fw_reassembled[k], fw_via_vxlan[k]);
     }
 }
 
-void Worker::deliver(const Snapshot& snap, rte_mbuf* m, const ParsedFrame& parsed, bool reassembled) {
+rte_mbuf* Worker::decapsulate(const VxlanSettings& vxlan, rte_mbuf* m, const ParsedFrame& outer) {
+    // The outer headers must be in the first segment (they are, unless a driver splits at tiny sizes).
+    VxlanCheck check = check_vxlan(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m), outer, vxlan);
+    if (!check.accept) {
+        drop(m, check.drop_reason);
+        return nullptr;
+    }
+    rte_pktmbuf_adj(m, static_cast<uint16_t>(check.inner_offset));
+    // Ethernet padding of a short outer frame is not part of the inner frame.
+    if (rte_pktmbuf_pkt_len(m) > check.inner_length)
+        rte_pktmbuf_trim(m, static_cast<uint16_t>(rte_pktmbuf_pkt_len(m) - check.inner_length));
+    counters_->add(SwitchCounter::vxlan_decapsulated);
+    return m;
+}
+
+void Worker::send_remote(const Snapshot& snap, const OwnerTarget& target, rte_mbuf* m, const ParsedFrame& parsed) {
+    const uint32_t inner_length = rte_pktmbuf_pkt_len(m);
+    // The outer IP packet is the inner frame plus 36 bytes (IPv4, UDP, VXLAN); it leaves with DF.
+    if (snap.vxlan == nullptr || inner_length + kVxlanOverhead - sizeof(rte_ether_hdr) > shared_.mtu) {
+        drop(m, SwitchCounter::drop_vxlan_too_big);
+        return;
+    }
+    auto* out = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, kVxlanOverhead));
+    if (out == nullptr) {
+        // No headroom (a reassembled chain can start without it): the headers go in a segment of their own.
+        rte_mbuf* head = rte_pktmbuf_alloc(shared_.pool);
+        if (head == nullptr) {
+            drop(m, SwitchCounter::drop_no_mbuf);
+            return;
+        }
+        out = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(head, kVxlanOverhead));
+        if (out == nullptr || rte_pktmbuf_chain(head, m) != 0) {
+            rte_pktmbuf_free(head);
+            drop(m, SwitchCounter::drop_no_mbuf);
+            return;
+        }
+        m = head;
+    }
+    write_vxlan_headers(out, shared_.uplink_mac, target.mac, target.remote_ip, *snap.vxlan, inner_length,
+                        vxlan_source_port(parsed));
+    counters_->add(SwitchCounter::vxlan_encapsulated);
+    counters_->add_remote(target.remote_slot, rte_pktmbuf_pkt_len(m));
+    send(kUplinkPortIndex, m);
+}
+
+void Worker::deliver(const Snapshot& snap, rte_mbuf* m, const ParsedFrame& parsed, bool reassembled, bool via_vxlan) {
     const unsigned address = shared_address_index(snap.shared, parsed, false);
     DeliveryDecision decision = decide_delivery(parsed, *snap.table_at[address], snap.owners.data(), snap.unmatched);
     switch (decision.delivery) {
@@ -245,6 +302,15 @@ void Worker::deliver(const Snapshot& snap, rte_mbuf* m, const ParsedFrame& parse
             drop(m, decision.drop_reason);
             break;
         case Delivery::kReject: reject(m, parsed); break;
+        case Delivery::kRemote:
+            // Only this host's own uplink traffic is sent on: a frame that came through the tunnel and is
+            // for a remote again means the two hosts disagree about the owner, and must not loop.
+            if (via_vxlan) {
+                drop(m, SwitchCounter::drop_vxlan_loop);
+                break;
+            }
+            send_remote(snap, snap.owners[decision.owner], m, parsed);
+            break;
     }
 }
 

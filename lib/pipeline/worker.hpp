@@ -93,7 +93,12 @@ private:
     // Parses an mbuf, linearising the first bytes of a chained mbuf into `scratch`.
     ParsedFrame parse(rte_mbuf* m, uint8_t* scratch) const;
     rte_mbuf* reassemble(rte_mbuf* m, const ParsedFrame& parsed, uint64_t now);
-    void deliver(const Snapshot& snap, rte_mbuf* m, const ParsedFrame& parsed, bool reassembled);
+    void deliver(const Snapshot& snap, rte_mbuf* m, const ParsedFrame& parsed, bool reassembled,
+                 bool via_vxlan = false);
+    // VXLAN (docs/remote-vms.md): unwraps a tunnel frame from a peer (nullptr: dropped and counted), and
+    // wraps a frame for a remote VM and queues it on the uplink.
+    rte_mbuf* decapsulate(const VxlanSettings& vxlan, rte_mbuf* m, const ParsedFrame& outer);
+    void send_remote(const Snapshot& snap, const OwnerTarget& target, rte_mbuf* m, const ParsedFrame& parsed);
     void flood(const Snapshot& snap, rte_mbuf* m);
     void reject(rte_mbuf* m, const ParsedFrame& parsed);
     void send_datagram(uint16_t port_index, rte_mbuf* m, const ParsedFrame& parsed, bool reassembled);

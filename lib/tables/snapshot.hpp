@@ -9,6 +9,7 @@
 
 #include "config/config.hpp"
 #include "pipeline/shared_addresses.hpp"
+#include "pipeline/vxlan.hpp"
 #include "tables/firewall.hpp"
 #include "tables/port_owners.hpp"
 #include "tables/port_translation.hpp"
@@ -31,6 +32,7 @@ struct Snapshot {
     const PortOwnerTable* table_at[1 + kMaxExtraSharedIps] = {};
     std::vector<OwnerTarget> owners;           // indexed by OwnerId; covers every id the table holds
     std::shared_ptr<const PortTranslation> translation;  // null unless some range translates ports
+    std::shared_ptr<const VxlanSettings> vxlan;          // null unless `vxlan` is configured
 };
 
 // Publishes snapshots to the workers and frees replaced ones once every worker has moved on.

@@ -403,6 +403,36 @@ def test_read_only(binary, script, workdir):
         pm.stop()
 
 
+def test_remotes(binary, script, workdir):
+    """portmuxctl remotes / remote add|del on an instance with a VXLAN tunnel (docs/remote-vms.md)."""
+    pm = Portmux(binary, workdir, "vx", {
+        "vxlan": {"local_ip": "198.51.100.1", "vni": 4242},
+        "remotes": [{"name": "db-b", "host": "198.51.100.2", "mac": "02:00:00:00:0b:01", "ranges": ["tcp:5432"]}]})
+    try:
+        pm.start()
+        ctl = Ctl(script, pm.prefix)
+        if not wait_ready(pm, ctl):
+            return
+        out = ctl.ok("remotes")
+        check(lines_with(out, "db-b", "198.51.100.2", "02:00:00:00:0b:01"), "remotes: a table row for db-b", out)
+        out = ctl.ok("remote", "add", "cache-c", "198.51.100.3", "02:00:00:00:0c:01")
+        check("added remote cache-c at 198.51.100.3" in out, "remote add: reports the remote", out)
+        ctl.ok("range", "add", "cache-c", "udp:11211")
+        check("remote" in ctl.ok("lookup", "udp:11211"), "lookup: a remote's port is delivered remote")
+        entries = ctl.json("remotes") or []
+        check(sorted(e.get("name") for e in entries) == ["cache-c", "db-b"], "remotes --json: both remotes", entries)
+        ctl.fails(1, ["still owns 1 range"], "remote", "del", "cache-c")
+        ctl.fails(1, ["already used"], "remote", "add", "web", "198.51.100.4", "02:00:00:00:0d:01")
+        ctl.ok("range", "del", "udp:11211")
+        check("removed remote cache-c" in ctl.ok("remote", "del", "cache-c"), "remote del: reports the removal")
+        ctl.fails(1, ["unknown remote"], "remote", "del", "cache-c")
+        ctl.fails(2, [], "remote", "add", "only-a-name")
+        rc = pm.terminate()
+        check(rc == 0, "vxlan portmux: exit status %s after SIGTERM (expected 0)" % rc, pm.log_tail())
+    finally:
+        pm.stop()
+
+
 def main():
     if len(sys.argv) != 3:
         print(__doc__.strip().splitlines()[-1], file=sys.stderr)
@@ -428,6 +458,10 @@ def main():
             test_read_only(binary, script, workdir)
         except Exception as e:
             check(False, "read-only: %s: %r" % (type(e).__name__, e))
+        try:
+            test_remotes(binary, script, workdir)
+        except Exception as e:
+            check(False, "remotes: %s: %r" % (type(e).__name__, e))
     finally:
         pm.stop()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -825,6 +825,7 @@ TEST_CASE("control read-only: every mutating command is refused, reading still w
         {"/portmux/firewall/add", R"({"action": "drop"})"}, {"/portmux/firewall/del", "0"},
         {"/portmux/firewall/default", "drop"},
         {"/portmux/address/add", "192.0.2.20"},    {"/portmux/address/del", "192.0.2.20"},
+        {"/portmux/remote/add", "db-b,198.51.100.2,02:00:00:00:0b:01"}, {"/portmux/remote/del", "db-b"},
     };
     size_t mutating = 0;
     for (const CommandSpec& spec : command_table()) {

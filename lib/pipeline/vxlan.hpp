@@ -1,0 +1,65 @@
+// VXLAN (RFC 7348) toward remote VMs: the outer headers written in front of a frame, and the checks a
+// received tunnel frame passes before its inner frame is switched. Pure functions on byte buffers.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/counters.hpp"
+#include "core/net_types.hpp"
+#include "core/port_range.hpp"
+#include "pipeline/parsed_frame.hpp"
+
+namespace portmux {
+
+// Outer Ethernet (14) + IPv4 without options (20) + UDP (8) + VXLAN (8).
+inline constexpr uint32_t kVxlanOverhead = 50;
+inline constexpr uint32_t kVxlanHeaderLen = 8;
+inline constexpr uint8_t kVxlanFlagVni = 0x08;  // the I flag: the VNI field is valid
+// RFC 7348 sec. 5 recommends the dynamic/private range for the entropy-carrying source port.
+inline constexpr uint16_t kVxlanSourcePortBase = 49152;
+
+// The tunnel as the data path sees it; in the snapshot only when `vxlan` is configured.
+struct VxlanSettings {
+    uint32_t local_ip = 0;  // network byte order
+    uint16_t port = 0;      // host byte order
+    uint32_t vni = 0;
+    std::vector<uint32_t> peers;  // network byte order: `vxlan.peers` and every remote's host
+
+    // A linear scan: peers are a handful of hosts, and a hash would cost more at that size.
+    bool is_peer(uint32_t ip_be) const {
+        for (uint32_t peer : peers)
+            if (peer == ip_be) return true;
+        return false;
+    }
+    // An IPv4 UDP datagram to local_ip:port (also its first fragment): it is the tunnel's, whatever it holds.
+    bool is_tunnel_frame(const ParsedFrame& f) const {
+        return f.kind == FrameKind::kIpv4 && f.ip_proto == kIpProtoUdp && f.has_ports && f.dst_port == port &&
+               f.key.v4.dst == local_ip;
+    }
+};
+
+// Where the inner frame is, or why the tunnel frame is refused.
+struct VxlanCheck {
+    bool accept = false;
+    SwitchCounter drop_reason = SwitchCounter::drop_vxlan;  // meaningful when !accept
+    uint32_t inner_offset = 0;  // from the start of the outer frame
+    uint32_t inner_length = 0;  // the inner Ethernet frame (outer padding excluded)
+};
+
+// Checks a frame for which settings.is_tunnel_frame(outer) holds: from a peer, not fragmented, the I flag
+// set, our VNI, and a whole inner Ethernet header inside the UDP payload. `readable` bytes of `data` are
+// contiguous. Pure function.
+VxlanCheck check_vxlan(const uint8_t* data, uint32_t readable, const ParsedFrame& outer, const VxlanSettings& settings);
+
+// The UDP source port for the outer header: a hash of the inner flow (addresses, protocol, ports), so
+// underlay routers spread tunnels over equal-cost paths while one flow stays on one path. Pure function.
+uint16_t vxlan_source_port(const ParsedFrame& inner);
+
+// Writes the kVxlanOverhead bytes that go in front of an inner frame of `inner_length` bytes: outer
+// Ethernet from `src_mac` to `next_hop`, IPv4 local_ip -> `remote_ip` (DF, TTL 64, header checksum), UDP
+// `source_port` -> settings.port (checksum 0, as RFC 7348 allows over IPv4), VXLAN with the I flag and VNI.
+void write_vxlan_headers(uint8_t* out, const MacAddr& src_mac, const MacAddr& next_hop, uint32_t remote_ip_be,
+                         const VxlanSettings& settings, uint32_t inner_length, uint16_t source_port);
+
+}  // namespace portmux
