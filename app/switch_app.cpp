@@ -161,6 +161,7 @@ int run_switch(const CommandLine& command_line, const Config& config) {
                                    ? 0
                                    : std::max<uint32_t>(1, config.host.rate_limit_pps /
                                                                static_cast<uint32_t>(worker_lcores.size()));
+        shared.connections = config.connections;
         for (WorkerSetup& setup : ports->plan_workers()) workers.push_back(std::make_unique<Worker>(setup, shared));
 
         auto control = std::make_unique<ControlContext>();
@@ -169,6 +170,7 @@ int run_switch(const CommandLine& command_line, const Config& config) {
         PortSet* port_set = ports.get();
         control->link_up = [port_set](uint16_t index) { return port_set->link_up(index); };
         for (const auto& worker : workers) control->counters.push_back(&worker->counters());
+        for (const auto& worker : workers) control->connections.push_back(&worker->connections());
         control->worker_lcores = worker_lcores;
         control->main_lcore = rte_get_main_lcore();
         control->config_file = command_line.config_file;

@@ -14,6 +14,7 @@
 
 #include "config/config.hpp"
 #include "tables/port_owners.hpp"
+#include "tables/lb_group.hpp"
 
 namespace portmux {
 namespace {
@@ -178,8 +179,17 @@ private:
 
     std::string owner_name(OwnerId owner) const {
         if (owner == kHostOwner) return "the host";
+        if (static_cast<size_t>(owner - kFirstVmOwner) >= vm_count_)
+            return "group " + in_quotes(vm_names_.at(owner - kFirstVmOwner));
         return "VM " + in_quotes(vm_names_.at(owner - kFirstVmOwner));
     }
+
+public:
+    // Names after the first `count` are groups' (they follow the VMs in the owner ids).
+    void set_vm_count(size_t count) { vm_count_ = count; }
+
+private:
+    size_t vm_count_ = SIZE_MAX;
 
     const std::vector<std::string>& vm_names_;
     RangeRegistry registry_;
@@ -413,6 +423,92 @@ ControlConfig parse_control(const json& value, const std::string& path) {
     return control;
 }
 
+// Extension: load-balanced groups. Group g owns ranges as owner kFirstVmOwner + vms + g; its name shares
+// the VMs' namespace (`names` holds the VM names on entry).
+uint8_t parse_weight(const json& value, const std::string& path) {
+    if (!value.is_number_integer()) fail(path, "expected an integer 1..255");
+    const auto weight = value.get<int64_t>();
+    if (weight < 1 || weight > kMaxMemberWeight) fail(path, fmt::format("{}: expected 1..255", weight));
+    return static_cast<uint8_t>(weight);
+}
+
+std::vector<GroupConfig> parse_groups(const json& value, const std::string& path, std::vector<std::string>& names,
+                                      RangeChecker& ranges) {
+    expect_array(value, path);
+    const size_t vm_count = names.size();
+    if (value.size() > kMaxOwners - kFirstVmOwner - vm_count)
+        fail(path, fmt::format("too many groups ({}, at most {} owners in all)", value.size(), kMaxOwners - kFirstVmOwner));
+    ranges.set_vm_count(vm_count);
+    std::vector<GroupConfig> groups;
+    for (size_t g = 0; g < value.size(); ++g) {
+        const std::string at = element(path, g);
+        const json& item = value[g];
+        expect_object(item, at);
+        check_keys(item, at, {"name", "members", "ranges"});
+        GroupConfig group;
+        const std::string name_path = child(at, "name");
+        group.name = expect_string(require(item, at, "name"), name_path);
+        if (!valid_vm_name(group.name))
+            fail(name_path, in_quotes(group.name) + ": invalid name (expected 1 to 32 characters from A-Z a-z 0-9 _ . -)");
+        if (group.name == "host") fail(name_path, "\"host\" is reserved (it names the host as a range owner)");
+        for (size_t n = 0; n < names.size(); ++n)
+            if (names[n] == group.name)
+                fail(name_path, fmt::format("{} is already used by {}", in_quotes(group.name),
+                                            n < vm_count ? element("vms", n) : element(path, n - vm_count)));
+        names.push_back(group.name);
+
+        const std::string members_path = child(at, "members");
+        const json& members = require(item, at, "members");
+        expect_array(members, members_path);
+        for (size_t m = 0; m < members.size(); ++m) {
+            const std::string mat = element(members_path, m);
+            expect_object(members[m], mat);
+            check_keys(members[m], mat, {"vm", "weight", "drain"});
+            GroupMemberConfig member;
+            member.vm = expect_string(require(members[m], mat, "vm"), child(mat, "vm"));
+            bool known = false;
+            for (size_t n = 0; n < vm_count; ++n) known = known || names[n] == member.vm;
+            if (!known) fail(child(mat, "vm"), fmt::format("{}: no VM has this name", in_quotes(member.vm)));
+            for (size_t e = 0; e < group.members.size(); ++e)
+                if (group.members[e].vm == member.vm)
+                    fail(child(mat, "vm"), fmt::format("{} is already a member ({})", in_quotes(member.vm),
+                                                       element(members_path, e)));
+            if (const json* weight = find(members[m], "weight")) member.weight = parse_weight(*weight, child(mat, "weight"));
+            if (const json* drain = find(members[m], "drain")) {
+                if (!drain->is_boolean()) fail(child(mat, "drain"), "expected true or false");
+                member.drain = drain->get<bool>();
+            }
+            group.members.push_back(member);
+        }
+        if (const json* list = find(item, "ranges")) {
+            group.ranges = ranges.parse_list(*list, child(at, "ranges"), vm_owner_id(vm_count + g));
+            for (size_t r = 0; r < group.ranges.size(); ++r)
+                if (group.ranges[r].translated)
+                    fail(element(child(at, "ranges"), r),
+                         fmt::format("{}: port translation is for VMs", in_quotes(group.ranges[r].to_string())));
+        }
+        groups.push_back(std::move(group));
+    }
+    return groups;
+}
+
+ConnectionsConfig parse_connections(const json& value, const std::string& path) {
+    expect_object(value, path);
+    check_keys(value, path, {"max", "tcp_timeout_s", "udp_timeout_s"});
+    ConnectionsConfig connections;
+    auto number = [&](const char* key, uint32_t low, uint32_t high, uint32_t& out) {
+        const json* v = find(value, key);
+        if (v == nullptr) return;
+        if (!v->is_number_integer() || v->get<int64_t>() < low || v->get<int64_t>() > high)
+            fail(child(path, key), fmt::format("expected an integer {}..{}", low, high));
+        out = static_cast<uint32_t>(v->get<int64_t>());
+    };
+    number("max", 0, 16777216, connections.max);
+    number("tcp_timeout_s", 1, 86400 * 7, connections.tcp_timeout_s);
+    number("udp_timeout_s", 1, 86400 * 7, connections.udp_timeout_s);
+    return connections;
+}
+
 // Position of nlohmann's "last read byte" (1-based offset) as a 1-based line and column.
 std::pair<size_t, size_t> line_column(const std::string& text, size_t byte) {
     const size_t pos = std::min(byte == 0 ? 0 : byte - 1, text.size());
@@ -487,7 +583,8 @@ json parse_json_text(const std::string& text) {
 Config parse_config(const json& document) {
     if (!document.is_object()) fail(kRoot, "expected a JSON object");
     check_keys(document, kRoot,
-               {"eal", "shared_ip", "shared_ip6", "uplink", "host", "vms", "firewall", "unmatched", "control"});
+               {"eal", "shared_ip", "shared_ip6", "uplink", "host", "vms", "firewall", "unmatched", "control", "groups",
+                "connections"});
     Config config;
     DeviceNames devices;
     std::vector<std::string> vm_names;
@@ -505,10 +602,15 @@ Config parse_config(const json& document) {
             *unmatched, "unmatched",
             {{"host", UnmatchedPolicy::kHost}, {"drop", UnmatchedPolicy::kDrop}, {"reject", UnmatchedPolicy::kReject}});
     if (const json* control = find(document, "control")) config.control = parse_control(*control, "control");
+    if (const json* groups = find(document, "groups")) config.groups = parse_groups(*groups, "groups", vm_names, ranges);
+    if (const json* connections = find(document, "connections"))
+        config.connections = parse_connections(*connections, "connections");
     return config;
 }
 
 FirewallRule parse_firewall_rule(const json& rule, const std::string& path) { return parse_rule(rule, path); }
+
+bool is_valid_owner_name(const std::string& name) { return valid_vm_name(name) && name != "host"; }
 
 Config load_config_file(const std::string& file) {
     std::FILE* f = std::fopen(file.c_str(), "rb");

@@ -222,6 +222,14 @@ json cmd_lookup(const ControlContext& ctx, const std::string& params) {
         answer["delivery"] = to_string(config.unmatched);
         return answer;
     }
+    if (ctx.state->is_group(found.owner)) {
+        // A group: each flow goes to one of its members (see /portmux/groups,GROUP).
+        answer["owner"] = answer["target"] = ctx.state->owner_name(found.owner);
+        answer["range"] = found.range ? found.range->to_string() : "";
+        answer["enabled"] = 1;
+        answer["delivery"] = "group";
+        return answer;
+    }
     // The owner's traffic may be served by its backup while its port is down.
     answer["owner"] = ctx.state->owner_name(found.owner);
     answer["target"] = found.owner >= kFirstVmOwner ? ctx.state->served_by(found.owner - kFirstVmOwner)
@@ -385,7 +393,12 @@ const std::vector<CommandSpec>& command_table() {
         {"/portmux/firewall/del", "Delete the rule at INDEX. Parameter: INDEX", true, cmd_firewall_del},
         {"/portmux/firewall/default", "Set the firewall default. Parameter: accept|drop", true, cmd_firewall_default},
     };
-    return table;
+    static const std::vector<CommandSpec> with_groups = [] {
+        std::vector<CommandSpec> all = table;
+        all.insert(all.end(), group_command_table().begin(), group_command_table().end());
+        return all;
+    }();
+    return with_groups;
 }
 
 json run_command(const ControlContext& context, const std::string& name, const std::string& params) {

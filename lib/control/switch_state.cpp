@@ -37,6 +37,10 @@ SwitchState::SwitchState(Config config, SnapshotPublisher& publisher)
     for (const PortRange& range : config_.host.ranges) registry_.add(range, kHostOwner);
     for (size_t i = 0; i < config_.vms.size(); ++i)
         for (const PortRange& range : config_.vms[i].ranges) registry_.add(range, vm_owner_id(i));
+    for (size_t g = 0; g < config_.groups.size(); ++g) {
+        group_ids_.push_back(vm_owner_id(vm_count_ + g));
+        for (const PortRange& range : config_.groups[g].ranges) registry_.add(range, group_ids_[g]);
+    }
 }
 
 void SwitchState::publish_initial() {
@@ -49,6 +53,9 @@ std::optional<OwnerId> SwitchState::owner_by_name(const std::string& name) const
     if (name == "host") return kHostOwner;
     for (size_t i = 0; i < config_.vms.size(); ++i)
         if (config_.vms[i].name == name) return vm_owner_id(i);
+    std::lock_guard<std::mutex> names(names_mutex_);
+    for (size_t g = 0; g < config_.groups.size(); ++g)
+        if (config_.groups[g].name == name) return group_ids_[g];
     return std::nullopt;
 }
 
@@ -56,6 +63,9 @@ std::string SwitchState::owner_name(OwnerId owner) const {
     if (owner == kHostOwner) return "host";
     if (owner >= kFirstVmOwner && static_cast<size_t>(owner - kFirstVmOwner) < config_.vms.size())
         return config_.vms[owner - kFirstVmOwner].name;
+    std::lock_guard<std::mutex> names(names_mutex_);
+    for (size_t g = 0; g < group_ids_.size(); ++g)
+        if (group_ids_[g] == owner) return config_.groups[g].name;
     return "none";
 }
 
@@ -66,6 +76,8 @@ std::string SwitchState::describe_conflict_locked(const PortRange& range, const 
 
 // A translated range goes to a VM only, and a VM's answer ports stay unambiguous (see answer_port_overlap).
 std::string SwitchState::check_answer_ports_locked(OwnerId owner, const PortRange& range) const {
+    if (is_group(owner))
+        return range.translated ? fmt::format("\"{}\": port translation is for VMs", range.to_string()) : "";
     if (owner == kHostOwner)
         return range.translated ? fmt::format("\"{}\": port translation is for VMs", range.to_string()) : "";
     std::vector<PortRange> own;
@@ -125,7 +137,8 @@ Result<ChangeReport> SwitchState::move_range(const PortRange& range, const std::
 Result<ChangeReport> SwitchState::set_vm_enabled(const std::string& vm, bool enabled) {
     std::lock_guard<std::mutex> guard(mutex_);
     auto owner = owner_by_name(vm);
-    if (!owner || *owner == kHostOwner) return fail(fmt::format("unknown VM \"{}\"", vm));
+    if (!owner || *owner == kHostOwner || is_group(*owner)) return fail(fmt::format("unknown VM \"{}\"", vm));
+    groups_dirty_ = groups_dirty_ || vm_in_group_locked(*owner - kFirstVmOwner);
     VmConfig& config = config_.vms[*owner - kFirstVmOwner];
     bool was = config.enabled;
     config.enabled = enabled;
@@ -213,6 +226,15 @@ std::unique_ptr<Snapshot> SwitchState::build_snapshot_locked(const std::vector<P
         target.port = vm_port_index(serving);
         target.mac = config_.vms[serving].mac;
     }
+    if (!group_ids_.empty()) {
+        snap->groups = group_tables_locked();
+        for (size_t g = 0; g < group_ids_.size(); ++g) {
+            if (group_ids_[g] >= snap->owners.size()) snap->owners.resize(group_ids_[g] + 1);
+            OwnerTarget& target = snap->owners[group_ids_[g]];
+            target.kind = OwnerKind::kGroup;
+            target.group = static_cast<uint16_t>(g);
+        }
+    }
     return snap;
 }
 
@@ -233,6 +255,11 @@ bool SwitchState::set_link(size_t vm_index, bool up) {
     link_up_[vm_index] = up;
     bool changed = false;
     for (size_t i = 0; i < vm_count_; ++i) changed = changed || serving_index_locked(i) != before[i];
+    if (vm_in_group_locked(vm_index)) {
+        // A member's port went down or came back: it leaves or rejoins its groups' Maglev tables at once.
+        groups_dirty_ = true;
+        changed = true;
+    }
     if (changed) publish_locked();
     return changed;
 }
@@ -249,7 +276,8 @@ PortLookup SwitchState::lookup(L4Proto proto, uint16_t port) const {
     if (answer.owner == kNoOwner) return answer;
     for (const OwnedRange& owned : registry_.list(answer.owner))
         if (owned.range.covers(proto) && owned.range.ports.contains(port)) answer.range = owned.range;
-    if (answer.owner >= kFirstVmOwner) answer.enabled = config_.vms[answer.owner - kFirstVmOwner].enabled;
+    if (answer.owner >= kFirstVmOwner && static_cast<size_t>(answer.owner - kFirstVmOwner) < vm_count_)
+        answer.enabled = config_.vms[answer.owner - kFirstVmOwner].enabled;
     return answer;
 }
 
@@ -277,6 +305,10 @@ Config SwitchState::running_config_locked() const {
             config.host.ranges.push_back(owned.range);
         else if (owned.owner >= kFirstVmOwner && static_cast<size_t>(owned.owner - kFirstVmOwner) < config.vms.size())
             config.vms[owned.owner - kFirstVmOwner].ranges.push_back(owned.range);
+    }
+    for (size_t g = 0; g < config.groups.size(); ++g) {
+        config.groups[g].ranges.clear();
+        for (const OwnedRange& owned : registry_.list(group_ids_[g])) config.groups[g].ranges.push_back(owned.range);
     }
     return config;
 }

@@ -28,7 +28,11 @@ namespace portmux {
     X(drop_no_mbuf, "dropped: no mbuf for a copy or an answer")                                         \
     X(drop_fragment, "fragments dropped: reassembly table full, overlapping or invalid")                \
     X(fragments_held, "fragments held for reassembly (the datagram is counted when complete)")          \
-    X(reassembled, "datagrams reassembled from fragments")
+    X(reassembled, "datagrams reassembled from fragments")                                              \
+    X(lb_new_flows, "flows to a load-balanced group given a member (new, or their member became unusable)") \
+    X(lb_flow_hits, "packets to a load-balanced group that found their flow in the connection table")   \
+    X(lb_evictions, "live connection-table entries replaced because their bucket was full")             \
+    X(drop_group_empty, "dropped: a load-balanced group has no usable member for the flow")
 
 enum class SwitchCounter : uint16_t {
 #define PORTMUX_ENUM(name, desc) name,

@@ -11,6 +11,8 @@
 
 namespace portmux {
 
+struct LbGroup;
+
 struct EgressDecision {
     bool forward = false;
     SwitchCounter drop_reason = SwitchCounter::drop_spoof_address;  // meaningful when !forward
@@ -22,8 +24,10 @@ struct EgressDecision {
 // nothing else (malformed frames, other non-IP frames: dropped). Pure function.
 // With `owners` (indexed by OwnerId), a source port also passes when its owner is currently served by the
 // same port as `self`: a backup VM answers for the ranges of the VM it stands in for.
+// With `groups` (the snapshot's, indexed by OwnerTarget::group), a source port of a load-balanced group passes
+// when `self` is one of its members, in any state (a draining or returning member still answers its flows).
 EgressDecision check_vm_egress(const ParsedFrame& frame, const SharedAddresses& shared, const PortOwnerTable& table,
-                               OwnerId self, const OwnerTarget* owners = nullptr);
+                               OwnerId self, const OwnerTarget* owners = nullptr, const LbGroup* groups = nullptr);
 
 // Makes a checked VM frame look like the uplink's own: Ethernet source, ARP sender hardware address, and
 // the source/target link-layer address options of neighbour discovery (fixing the ICMPv6 checksum) all

@@ -23,7 +23,7 @@ inline constexpr OwnerId kFirstVmOwner = 2;
 inline constexpr size_t kMaxOwners = 4096;
 inline constexpr OwnerId vm_owner_id(size_t vm_index) { return static_cast<OwnerId>(kFirstVmOwner + vm_index); }
 
-enum class OwnerKind : uint8_t { kNone, kHost, kVm };
+enum class OwnerKind : uint8_t { kNone, kHost, kVm, kGroup };
 
 // What the data path needs to deliver to an owner.
 struct OwnerTarget {
@@ -31,6 +31,7 @@ struct OwnerTarget {
     bool enabled = true;  // a disabled VM's packets are dropped and counted, never sent to the host
     uint16_t port = 0;    // dense port index (see drivers/port_set.hpp), valid for kVm
     MacAddr mac{};        // destination MAC written into frames for a VM
+    uint16_t group = 0;   // kGroup: index into the snapshot's groups (see tables/lb_group.hpp)
 };
 
 // The direct-indexed lookup: 2 x 65,536 entries of 2 bytes (256 KiB), independent of how many ranges exist.

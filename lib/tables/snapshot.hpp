@@ -10,6 +10,7 @@
 #include "config/config.hpp"
 #include "pipeline/shared_addresses.hpp"
 #include "tables/firewall.hpp"
+#include "tables/lb_group.hpp"
 #include "tables/port_owners.hpp"
 #include "tables/port_translation.hpp"
 
@@ -27,6 +28,9 @@ struct Snapshot {
     std::shared_ptr<const PortOwnerTable> table;  // 256 KiB; shared between generations until ranges change
     std::vector<OwnerTarget> owners;           // indexed by OwnerId; covers every id the table holds
     std::shared_ptr<const PortTranslation> translation;  // null unless some range translates ports
+    // Load-balanced groups, indexed by OwnerTarget::group; null when there are none. Shared between
+    // generations until a group, a member's link or a VM's enabled flag changes.
+    std::shared_ptr<const std::vector<LbGroup>> groups;
 };
 
 // Publishes snapshots to the workers and frees replaced ones once every worker has moved on.

@@ -824,6 +824,9 @@ TEST_CASE("control read-only: every mutating command is refused, reading still w
         {"/portmux/vm/enable", "web"},             {"/portmux/config/save", ""},
         {"/portmux/firewall/add", R"({"action": "drop"})"}, {"/portmux/firewall/del", "0"},
         {"/portmux/firewall/default", "drop"},
+        {"/portmux/group/add", "pool,web"},        {"/portmux/group/del", "pool"},
+        {"/portmux/group/member/add", "pool,web"}, {"/portmux/group/member/del", "pool,web"},
+        {"/portmux/group/member/weight", "pool,web,2"}, {"/portmux/group/member/drain", "pool,web"},
     };
     size_t mutating = 0;
     for (const CommandSpec& spec : command_table()) {
