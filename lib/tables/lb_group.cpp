@@ -1,6 +1,7 @@
 // Maglev table construction and the flow hash for load-balanced groups.
 #include "tables/lb_group.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 namespace portmux {
@@ -36,7 +37,10 @@ const char* to_string(MemberState state) {
     return "down";
 }
 
-std::vector<OwnerId> build_maglev(const std::vector<MaglevMember>& members, size_t size) {
+std::vector<OwnerId> build_maglev(const std::vector<MaglevMember>& unordered, size_t size) {
+    // Slots are claimed in turn, so the order matters on ties: by name, the table depends only on the set.
+    std::vector<MaglevMember> members = unordered;
+    std::sort(members.begin(), members.end(), [](const MaglevMember& a, const MaglevMember& b) { return a.name < b.name; });
     std::vector<OwnerId> table;
     uint32_t max_weight = 0;
     for (const MaglevMember& m : members) max_weight = m.weight > max_weight ? m.weight : max_weight;
