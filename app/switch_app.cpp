@@ -108,9 +108,14 @@ void watch_links(const PortSet& ports, SwitchState& state, std::vector<int>& lin
         link[port.index] = up;
         const bool is_vm = port.role == PortRole::kVm;
         PMX_LOG_INFO("{}: link {}", is_vm ? fmt::format("VM \"{}\"", port.name) : port.name, up ? "up" : "down");
-        if (is_vm && state.set_link(port.index - kFirstVmPortIndex, up == 1))
-            PMX_LOG_INFO("VM \"{}\": its ranges are now served by \"{}\"", port.name,
-                         state.served_by(port.index - kFirstVmPortIndex));
+        if (is_vm && state.set_link(port.index - kFirstVmPortIndex, up == 1)) {
+            const std::string serving = state.served_by(port.index - kFirstVmPortIndex);
+            // A group member without a backup changes only its groups' tables.
+            if (serving != port.name || up == 1)
+                PMX_LOG_INFO("VM \"{}\": its ranges are now served by \"{}\"", port.name, serving);
+            else
+                PMX_LOG_INFO("VM \"{}\": down in its load-balanced groups", port.name);
+        }
     }
 }
 
