@@ -101,7 +101,7 @@ inline DeliveryDecision decide_delivery(const ParsedFrame& frame, const PortOwne
         case OwnerKind::kVm:
             return deliver_to_vm(id, owners);
         case OwnerKind::kGroup:
-            if (lb != nullptr) return decide_group(frame, id, owners, *lb);
+            if (lb != nullptr && lb->groups != nullptr) return decide_group(frame, id, owners, *lb);
             d.delivery = Delivery::kDrop;
             d.drop_reason = SwitchCounter::drop_group_empty;
             return d;

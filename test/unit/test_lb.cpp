@@ -421,3 +421,29 @@ TEST_CASE("group config: config_to_json round trip keeps groups, drains and conn
     CHECK_FALSE(config_to_json(parse_config(json::parse(R"({"shared_ip": "192.0.2.10", "uplink": {"device": "x"}})")))
                     .contains("groups"));
 }
+
+TEST_CASE("group delivery: an ICMP error quoting a group's port goes to the host, not a member") {
+    GroupSwitch sw;
+    sw.owners[kHostOwner].kind = OwnerKind::kHost;
+    Ip4 quoted;
+    quoted.src = kSharedIp;
+    quoted.dst = kPeerIp;
+    Bytes quote = ipv4(quoted, tcp(80, 443));
+    Bytes icmp = {3, 4, 0, 0, 0, 0, 0x05, 0xdc};
+    icmp.insert(icmp.end(), quote.begin(), quote.begin() + 28);
+    set16(icmp, 2, static_cast<uint16_t>(~fold(ones_sum(icmp.data(), icmp.size()))));
+    ParsedFrame f = parse(ethernet(0x0800, ipv4(ip4_proto(1), icmp)));
+    REQUIRE(f.has_quoted_ports);
+    REQUIRE(f.quoted_src_port == 80);
+    CHECK(sw.decide(f).delivery == Delivery::kHost);
+}
+
+TEST_CASE("group config: the --check summary lists groups with members and ranges") {
+    json doc = group_doc();
+    doc["groups"][0]["members"][0]["drain"] = true;
+    const std::string s = config_summary(parse_config(doc));
+    INFO(s);
+    CHECK(s.find("groups          1") != std::string::npos);
+    CHECK(s.find("web  members web1:1 (drain) web2:3  ranges tcp:80 tcp:443") != std::string::npos);
+    CHECK(s.find("tcp 3 of 65536") != std::string::npos);  // tcp:8080 of web1 and the group's two ports
+}
