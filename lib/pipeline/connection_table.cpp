@@ -15,7 +15,13 @@ inline uint64_t key_hash(const ConnKey& key) {
     return h ^ (h >> 31);
 }
 
-inline bool same_key(const ConnKey& a, const ConnKey& b) { return std::memcmp(&a, &b, sizeof(ConnKey)) == 0; }
+// Three word compares: a memcmp call would cost more than the comparison itself.
+inline bool same_key(const ConnKey& a, const ConnKey& b) {
+    uint64_t x[3], y[3];
+    std::memcpy(x, &a, sizeof(x));
+    std::memcpy(y, &b, sizeof(y));
+    return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2])) == 0;
+}
 
 }  // namespace
 
@@ -37,19 +43,26 @@ ConnKey make_conn_key(const ParsedFrame& frame, OwnerId group) {
 }
 
 ConnectionTable::ConnectionTable(uint32_t max_entries, uint64_t tcp_timeout_cycles, uint64_t udp_timeout_cycles)
-    : tcp_timeout_(tcp_timeout_cycles), udp_timeout_(udp_timeout_cycles), per_group_(new uint32_t[kMaxOwners]()) {
+    : tcp_timeout_(conn_time(tcp_timeout_cycles)),
+      udp_timeout_(conn_time(udp_timeout_cycles)),
+      per_group_(new uint32_t[kMaxOwners]()) {
     if (max_entries != 0) {
         uint32_t buckets = 1;
         while (static_cast<uint64_t>(buckets) * kWays < max_entries) buckets <<= 1;
         bucket_count_ = buckets;
         bucket_mask_ = buckets - 1;
-        entries_.reset(new ConnEntry[static_cast<size_t>(buckets) * kWays]());
+        buckets_.reset(new Bucket[buckets]());
     }
 }
 
-bool ConnectionTable::expired(const ConnEntry& e, uint64_t now) const {
-    const uint64_t timeout = e.key.proto == kIpProtoTcp ? tcp_timeout_ : udp_timeout_;
-    return now - e.last_seen > timeout;
+// Unsigned difference: correct across the wrap of the 32-bit time.
+bool ConnectionTable::expired(const ConnEntry& e, uint32_t now) const {
+    const uint32_t timeout = e.key.proto == kIpProtoTcp ? tcp_timeout_ : udp_timeout_;
+    return static_cast<uint32_t>(now - e.last_seen) > timeout;
+}
+
+ConnectionTable::Bucket& ConnectionTable::bucket_of(const ConnKey& key) {
+    return buckets_[key_hash(key) & bucket_mask_];
 }
 
 void ConnectionTable::count(OwnerId group, int delta) {
@@ -61,32 +74,34 @@ void ConnectionTable::count(OwnerId group, int delta) {
 
 ConnEntry* ConnectionTable::find(const ConnKey& key, uint64_t now) {
     if (bucket_count_ == 0) return nullptr;
-    ConnEntry* bucket = &entries_[(key_hash(key) & bucket_mask_) * kWays];
+    Bucket& bucket = bucket_of(key);
     for (uint32_t w = 0; w < kWays; ++w) {
-        ConnEntry& e = bucket[w];
-        if (e.member != kNoOwner && same_key(e.key, key)) return expired(e, now) ? nullptr : &e;
+        ConnEntry& e = bucket.way[w];
+        if (e.member != kNoOwner && same_key(e.key, key)) return expired(e, conn_time(now)) ? nullptr : &e;
     }
     return nullptr;
 }
 
 bool ConnectionTable::insert(const ConnKey& key, OwnerId member, uint64_t now) {
     if (bucket_count_ == 0) return false;
-    ConnEntry* bucket = &entries_[(key_hash(key) & bucket_mask_) * kWays];
+    const uint32_t t = conn_time(now);
+    Bucket& bucket = bucket_of(key);
     ConnEntry* slot = nullptr;
     bool evicting = false;
     for (uint32_t w = 0; w < kWays; ++w) {
-        ConnEntry& e = bucket[w];
+        ConnEntry& e = bucket.way[w];
         if (e.member == kNoOwner) {
             if (slot == nullptr || slot->member != kNoOwner) slot = &e;  // a free slot beats any other
             evicting = false;
             break;
         }
-        if (same_key(e.key, key) || expired(e, now)) {
+        if (same_key(e.key, key) || expired(e, t)) {
             slot = &e;
             evicting = false;
             break;
         }
-        if (slot == nullptr || e.last_seen < slot->last_seen) {
+        // The least recently seen: the one that has been idle longest (wrap-safe).
+        if (slot == nullptr || static_cast<uint32_t>(t - e.last_seen) > static_cast<uint32_t>(t - slot->last_seen)) {
             slot = &e;
             evicting = true;
         }
@@ -94,18 +109,19 @@ bool ConnectionTable::insert(const ConnKey& key, OwnerId member, uint64_t now) {
     if (slot->member != kNoOwner) count(slot->key.group, -1);
     slot->key = key;
     slot->member = member;
-    slot->last_seen = now;
+    slot->last_seen = t;
     count(key.group, +1);
     return evicting;
 }
 
 uint32_t ConnectionTable::expire(uint64_t now, uint32_t buckets) {
     if (bucket_count_ == 0) return 0;
+    const uint32_t t = conn_time(now);
     uint32_t freed = 0;
     for (uint32_t b = 0; b < buckets && b < bucket_count_; ++b) {
-        ConnEntry* bucket = &entries_[static_cast<size_t>(sweep_next_) * kWays];
+        ConnEntry* bucket = buckets_[sweep_next_].way;
         for (uint32_t w = 0; w < kWays; ++w)
-            if (bucket[w].member != kNoOwner && expired(bucket[w], now)) {
+            if (bucket[w].member != kNoOwner && expired(bucket[w], t)) {
                 count(bucket[w].key.group, -1);
                 bucket[w].member = kNoOwner;
                 ++freed;

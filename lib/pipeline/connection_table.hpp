@@ -31,13 +31,18 @@ static_assert(sizeof(ConnKey) == 24, "ConnKey is compared with memcmp: no paddin
 // The key of a TCP/UDP packet for `group`. Pure.
 ConnKey make_conn_key(const ParsedFrame& frame, OwnerId group);
 
+// 32 bytes: a bucket of four is two cache lines. Time is kept in units of 2^kTimeShift TSC cycles in 32 bits
+// (about 0.35 ms at 3 GHz, wrapping after about 17 days); the sweep frees every entry soon after its timeout
+// (at most 7 days), so no entry lives long enough to see the counter wrap.
 struct ConnEntry {
     ConnKey key;
     OwnerId member;      // kNoOwner: the slot is free
-    uint16_t pad = 0;
-    uint32_t pad2 = 0;
-    uint64_t last_seen;  // TSC
+    uint16_t pad;
+    uint32_t last_seen;  // TSC >> kTimeShift
 };
+static_assert(sizeof(ConnEntry) == 32, "four entries per two cache lines");
+inline constexpr unsigned kTimeShift = 20;
+inline uint32_t conn_time(uint64_t tsc) { return static_cast<uint32_t>(tsc >> kTimeShift); }
 
 // Single-writer: only the owning worker calls the non-const functions. flows() may be read from any
 // thread (relaxed loads) for telemetry. A flow's packets always reach the same worker (RSS on the uplink
@@ -47,10 +52,12 @@ public:
     static constexpr uint32_t kWays = 4;
 
     // `max_entries` is rounded up to a multiple of kWays buckets (a power of two); 0 gives an empty table
-    // that never holds anything. Timeouts in TSC cycles. Control side (allocates).
+    // that never holds anything. Timeouts in TSC cycles (kept to 2^kTimeShift resolution). Control side
+    // (allocates). Times passed to the functions below are TSC values.
     ConnectionTable(uint32_t max_entries, uint64_t tcp_timeout_cycles, uint64_t udp_timeout_cycles);
 
-    // The live entry for `key`, or null (an expired entry is not live).
+    // The live entry for `key`, or null (an expired entry is not live). A caller that uses the entry sets
+    // its last_seen to conn_time(now).
     ConnEntry* find(const ConnKey& key, uint64_t now);
     // Stores `key` -> `member`; true when a live entry had to be evicted to make room.
     bool insert(const ConnKey& key, OwnerId member, uint64_t now);
@@ -66,16 +73,20 @@ public:
     }
 
 private:
-    bool expired(const ConnEntry& e, uint64_t now) const;
+    struct alignas(64) Bucket {
+        ConnEntry way[kWays];
+    };
+    bool expired(const ConnEntry& e, uint32_t now) const;
+    Bucket& bucket_of(const ConnKey& key);
     void count(OwnerId group, int delta);
 
     uint32_t bucket_count_ = 0;
     uint32_t bucket_mask_ = 0;
     uint32_t sweep_next_ = 0;
-    uint64_t tcp_timeout_ = 0;
-    uint64_t udp_timeout_ = 0;
+    uint32_t tcp_timeout_ = 0;  // in conn_time units
+    uint32_t udp_timeout_ = 0;
     uint64_t occupied_ = 0;
-    std::unique_ptr<ConnEntry[]> entries_;
+    std::unique_ptr<Bucket[]> buckets_;
     std::unique_ptr<uint32_t[]> per_group_;  // kMaxOwners counters, by group OwnerId
 };
 

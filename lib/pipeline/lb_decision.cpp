@@ -14,7 +14,7 @@ DeliveryDecision decide_group(const ParsedFrame& frame, OwnerId group, const Own
         key = make_conn_key(frame, group);
         known = lb.connections->find(key, lb.now);
         if (known != nullptr && g.is_usable(known->member)) {
-            known->last_seen = lb.now;
+            known->last_seen = conn_time(lb.now);
             d = deliver_to_vm(known->member, owners);
             d.lb_event = LbEvent::kHit;
             return d;
@@ -32,7 +32,7 @@ DeliveryDecision decide_group(const ParsedFrame& frame, OwnerId group, const Own
     if (known != nullptr) {
         // Its member went down or left the group: the flow moves, in place.
         known->member = member;
-        known->last_seen = lb.now;
+        known->last_seen = conn_time(lb.now);
     } else if (lb.connections != nullptr && lb.connections->insert(key, member, lb.now)) {
         d.lb_event = LbEvent::kNewFlowEvicted;
     }

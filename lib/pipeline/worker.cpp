@@ -38,8 +38,8 @@ constexpr uint32_t kFragMaxFlows = 4096;
 constexpr uint64_t kFragTimeoutMs = 2000;
 // A reassembled datagram split again for a port yields at most this many fragments.
 constexpr uint16_t kMaxRefragments = 64;
-// Connection-table buckets swept for expired flows at each expiry check (every 10 ms): 65,536 entries are
-// swept in 160 ms at a cost of a few microseconds per check.
+// Connection-table buckets swept for expired flows at each expiry check (every 10 ms): a sequential pass over
+// 160 KiB, so a table of 65,536 entries is swept in 160 ms for about a thousandth of the worker's time.
 constexpr uint32_t kConnSweepBuckets = 1024;
 
 }  // namespace

@@ -703,7 +703,7 @@ int main(int argc, char** argv) {
         }
         for (const Bytes& b : flows)
             flow_parsed.push_back(parse_frame(b.data(), static_cast<uint32_t>(b.size()), static_cast<uint32_t>(b.size())));
-        constexpr uint64_t kTimeout = 1000;
+        constexpr uint64_t kTimeout = uint64_t{4} << kTimeShift;  // a few units of the table's clock
         ConnectionTable conns(kDefaultMaxConnections, kTimeout, kTimeout);
         uint64_t now = 1;
         auto run = [&](LbContext lb) {
@@ -723,7 +723,7 @@ int main(int argc, char** argv) {
         group_json["hit"] = hit.to_json();
         // Each run starts after the timeout: every lookup misses and the pick is inserted again.
         Stat miss = measure("group miss", opt, kFrameCount, [&] {
-            now += kTimeout + 1;
+            now += 2 * kTimeout;
             run(LbContext{groups.data(), &conns, now});
         });
         print_row("decide_delivery group", "miss: Maglev pick + insert", miss);

@@ -98,47 +98,62 @@ TEST_CASE("maglev: the table depends on member names, not their order") {
     CHECK(build_maglev(m) == a);
 }
 
+// Connection-table times are TSC values kept to 2^kTimeShift cycles: the tests count in those units.
+constexpr uint64_t kU = uint64_t{1} << kTimeShift;
+
 TEST_CASE("connection table: a flow is found until its timeout, then it is gone") {
-    ConnectionTable t(64, 1000, 100);
+    ConnectionTable t(64, 1000 * kU, 100 * kU);
     ConnKey tcp_key = make_conn_key(flow(1000), 50);
     ConnKey udp_key = tcp_key;
     udp_key.proto = kIpProtoUdp;
-    CHECK(t.find(tcp_key, 10) == nullptr);
-    CHECK_FALSE(t.insert(tcp_key, 2, 10));
-    CHECK_FALSE(t.insert(udp_key, 3, 10));
-    REQUIRE(t.find(tcp_key, 500) != nullptr);
-    CHECK(t.find(tcp_key, 500)->member == 2);
-    CHECK(t.find(udp_key, 110) != nullptr);
-    CHECK(t.find(udp_key, 111) == nullptr);  // UDP timeout 100
-    CHECK(t.find(tcp_key, 1010) != nullptr);
-    CHECK(t.find(tcp_key, 1011) == nullptr);  // TCP timeout 1000
+    CHECK(t.find(tcp_key, 10 * kU) == nullptr);
+    CHECK_FALSE(t.insert(tcp_key, 2, 10 * kU));
+    CHECK_FALSE(t.insert(udp_key, 3, 10 * kU));
+    REQUIRE(t.find(tcp_key, 500 * kU) != nullptr);
+    CHECK(t.find(tcp_key, 500 * kU)->member == 2);
+    CHECK(t.find(udp_key, 110 * kU) != nullptr);
+    CHECK(t.find(udp_key, 111 * kU) == nullptr);  // UDP timeout 100
+    CHECK(t.find(tcp_key, 1010 * kU) != nullptr);
+    CHECK(t.find(tcp_key, 1011 * kU) == nullptr);  // TCP timeout 1000
     CHECK(t.flows(50) == 2);
-    CHECK(t.expire(2000, t.bucket_count()) == 2);
+    CHECK(t.expire(2000 * kU, t.bucket_count()) == 2);
     CHECK(t.flows(50) == 0);
     CHECK(t.occupied() == 0);
 }
 
+TEST_CASE("connection table: timeouts hold across the wrap of the 32-bit time") {
+    const uint64_t start = (uint64_t{0xffffffff} - 5) * kU;  // 5 units before the wrap
+    ConnectionTable t(64, 100 * kU, 100 * kU);
+    ConnKey key = make_conn_key(flow(1000), 50);
+    t.insert(key, 2, start);
+    CHECK(t.find(key, start + 50 * kU) != nullptr);
+    CHECK(t.find(key, start + 101 * kU) == nullptr);
+    CHECK(t.expire(start + 50 * kU, t.bucket_count()) == 0);
+    CHECK(t.expire(start + 101 * kU, t.bucket_count()) == 1);
+}
+
 TEST_CASE("connection table: the same source in another group is another flow") {
-    ConnectionTable t(64, 1000, 1000);
-    t.insert(make_conn_key(flow(1000), 50), 2, 1);
-    CHECK(t.find(make_conn_key(flow(1000), 51), 2) == nullptr);
-    CHECK(t.find(make_conn_key(flow(1001), 50), 2) == nullptr);
-    CHECK(t.find(make_conn_key(flow(1000, 8), 50), 2) == nullptr);
-    CHECK(t.find(make_conn_key(flow(1000), 50), 2) != nullptr);
+    ConnectionTable t(64, 1000 * kU, 1000 * kU);
+    t.insert(make_conn_key(flow(1000), 50), 2, kU);
+    CHECK(t.find(make_conn_key(flow(1000), 51), 2 * kU) == nullptr);
+    CHECK(t.find(make_conn_key(flow(1001), 50), 2 * kU) == nullptr);
+    CHECK(t.find(make_conn_key(flow(1000, 8), 50), 2 * kU) == nullptr);
+    CHECK(t.find(make_conn_key(flow(1000), 50), 2 * kU) != nullptr);
 }
 
 TEST_CASE("connection table: a full table evicts the oldest entry of a bucket, counted, and stays bounded") {
-    ConnectionTable t(4, 1000000, 1000000);  // one bucket of four
+    ConnectionTable t(4, 1000000 * kU, 1000000 * kU);  // one bucket of four
     REQUIRE(t.capacity() == 4);
-    for (uint16_t i = 0; i < 4; ++i) CHECK_FALSE(t.insert(make_conn_key(flow(1000 + i), 50), 2, 10 + i));
-    t.find(make_conn_key(flow(1000), 50), 20)->last_seen = 20;  // flow 1000 is used again: 1001 is now oldest
-    CHECK(t.insert(make_conn_key(flow(2000), 50), 3, 30));
+    for (uint16_t i = 0; i < 4; ++i) CHECK_FALSE(t.insert(make_conn_key(flow(1000 + i), 50), 2, (10 + i) * kU));
+    // Flow 1000 is used again: 1001 is now the one idle longest.
+    t.find(make_conn_key(flow(1000), 50), 20 * kU)->last_seen = conn_time(20 * kU);
+    CHECK(t.insert(make_conn_key(flow(2000), 50), 3, 30 * kU));
     CHECK(t.occupied() == 4);
-    CHECK(t.find(make_conn_key(flow(1001), 50), 31) == nullptr);
-    CHECK(t.find(make_conn_key(flow(1000), 50), 31) != nullptr);
-    CHECK(t.find(make_conn_key(flow(2000), 50), 31) != nullptr);
+    CHECK(t.find(make_conn_key(flow(1001), 50), 31 * kU) == nullptr);
+    CHECK(t.find(make_conn_key(flow(1000), 50), 31 * kU) != nullptr);
+    CHECK(t.find(make_conn_key(flow(2000), 50), 31 * kU) != nullptr);
     size_t evicted = 0;
-    for (uint16_t i = 0; i < 100; ++i) evicted += t.insert(make_conn_key(flow(3000 + i), 50), 2, 40 + i) ? 1 : 0;
+    for (uint16_t i = 0; i < 100; ++i) evicted += t.insert(make_conn_key(flow(3000 + i), 50), 2, (40 + i) * kU) ? 1 : 0;
     CHECK(evicted == 100);
     CHECK(t.occupied() == 4);
     CHECK(t.flows(50) == 4);
@@ -158,7 +173,7 @@ struct GroupSwitch {
     std::unique_ptr<PortOwnerTable> table = std::make_unique<PortOwnerTable>();
     std::vector<OwnerTarget> owners = std::vector<OwnerTarget>(6);
     std::vector<LbGroup> groups = std::vector<LbGroup>(1);
-    ConnectionTable connections{65536, 1000000, 1000000};  // large enough that no test flow is evicted
+    ConnectionTable connections{65536, uint64_t{1} << 40, uint64_t{1} << 40};  // no test flow is evicted or expires
     static constexpr OwnerId kGroup = 5;
 
     GroupSwitch() {
@@ -254,7 +269,7 @@ TEST_CASE("group delivery: no usable member drops, counted drop_group_empty, nev
 
 TEST_CASE("group delivery: a full connection table reports the eviction") {
     GroupSwitch sw;
-    ConnectionTable tiny(4, 1000000, 1000000);
+    ConnectionTable tiny(4, uint64_t{1} << 40, uint64_t{1} << 40);
     LbContext lb{sw.groups.data(), &tiny, 1};
     size_t evictions = 0;
     for (uint16_t sport = 1; sport <= 20; ++sport) {

@@ -57,7 +57,7 @@ Config group_config() {
 struct GroupSwitch {
     SnapshotPublisher publisher{1};
     std::unique_ptr<SwitchState> state;
-    std::unique_ptr<ConnectionTable> conns = std::make_unique<ConnectionTable>(1024, 1000000, 1000000);
+    std::unique_ptr<ConnectionTable> conns = std::make_unique<ConnectionTable>(1024, uint64_t{1} << 40, uint64_t{1} << 40);
     ControlContext ctx;
 
     explicit GroupSwitch(const Config& config = group_config(), bool read_only = false) {
