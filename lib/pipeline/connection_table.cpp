@@ -55,15 +55,7 @@ ConnectionTable::ConnectionTable(uint32_t max_entries, uint64_t tcp_timeout_cycl
     }
 }
 
-// Unsigned difference: correct across the wrap of the 32-bit time.
-bool ConnectionTable::expired(const ConnEntry& e, uint32_t now) const {
-    const uint32_t timeout = e.key.proto == kIpProtoTcp ? tcp_timeout_ : udp_timeout_;
-    return static_cast<uint32_t>(now - e.last_seen) > timeout;
-}
-
-ConnectionTable::Bucket& ConnectionTable::bucket_of(const ConnKey& key) {
-    return buckets_[key_hash(key) & bucket_mask_];
-}
+uint64_t ConnectionTable::hash(const ConnKey& key) { return key_hash(key); }
 
 void ConnectionTable::count(OwnerId group, int delta) {
     __atomic_store_n(&occupied_, __atomic_load_n(&occupied_, __ATOMIC_RELAXED) + delta, __ATOMIC_RELAXED);

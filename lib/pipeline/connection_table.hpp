@@ -76,8 +76,13 @@ private:
     struct alignas(64) Bucket {
         ConnEntry way[kWays];
     };
-    bool expired(const ConnEntry& e, uint32_t now) const;
-    Bucket& bucket_of(const ConnKey& key);
+    // Unsigned difference: correct across the wrap of the 32-bit time.
+    bool expired(const ConnEntry& e, uint32_t now) const {
+        const uint32_t timeout = e.key.proto == kIpProtoTcp ? tcp_timeout_ : udp_timeout_;
+        return static_cast<uint32_t>(now - e.last_seen) > timeout;
+    }
+    Bucket& bucket_of(const ConnKey& key) { return buckets_[hash(key) & bucket_mask_]; }
+    static uint64_t hash(const ConnKey& key);
     void count(OwnerId group, int delta);
 
     uint32_t bucket_count_ = 0;
