@@ -108,9 +108,14 @@ void watch_links(const PortSet& ports, SwitchState& state, std::vector<int>& lin
         link[port.index] = up;
         const bool is_vm = port.role == PortRole::kVm;
         PMX_LOG_INFO("{}: link {}", is_vm ? fmt::format("VM \"{}\"", port.name) : port.name, up ? "up" : "down");
-        if (is_vm && state.set_link(port.index - kFirstVmPortIndex, up == 1))
-            PMX_LOG_INFO("VM \"{}\": its ranges are now served by \"{}\"", port.name,
-                         state.served_by(port.index - kFirstVmPortIndex));
+        if (is_vm && state.set_link(port.index - kFirstVmPortIndex, up == 1)) {
+            const std::string serving = state.served_by(port.index - kFirstVmPortIndex);
+            // A group member without a backup changes only its groups' tables.
+            if (serving != port.name || up == 1)
+                PMX_LOG_INFO("VM \"{}\": its ranges are now served by \"{}\"", port.name, serving);
+            else
+                PMX_LOG_INFO("VM \"{}\": down in its load-balanced groups", port.name);
+        }
     }
 }
 
@@ -161,6 +166,7 @@ int run_switch(const CommandLine& command_line, const Config& config) {
                                    ? 0
                                    : std::max<uint32_t>(1, config.host.rate_limit_pps /
                                                                static_cast<uint32_t>(worker_lcores.size()));
+        shared.connections = config.connections;
         for (WorkerSetup& setup : ports->plan_workers()) workers.push_back(std::make_unique<Worker>(setup, shared));
 
         auto control = std::make_unique<ControlContext>();
@@ -169,6 +175,7 @@ int run_switch(const CommandLine& command_line, const Config& config) {
         PortSet* port_set = ports.get();
         control->link_up = [port_set](uint16_t index) { return port_set->link_up(index); };
         for (const auto& worker : workers) control->counters.push_back(&worker->counters());
+        for (const auto& worker : workers) control->connections.push_back(&worker->connections());
         control->worker_lcores = worker_lcores;
         control->main_lcore = rte_get_main_lcore();
         control->config_file = command_line.config_file;

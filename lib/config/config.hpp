@@ -88,6 +88,27 @@ struct RemoteConfig {
     std::vector<PortRange> ranges;
 };
 
+// Extension: load-balanced groups (docs/load-balancing.md). A group owns ranges like a VM; new flows to
+// them are spread over its members by a Maglev table.
+struct GroupMemberConfig {
+    std::string vm;
+    uint8_t weight = 1;  // 1..255
+    bool drain = false;  // keeps existing flows, receives no new ones
+};
+
+struct GroupConfig {
+    std::string name;  // shares one namespace with VM names
+    std::vector<GroupMemberConfig> members;  // may be empty: the group's packets are dropped and counted
+    std::vector<PortRange> ranges;
+};
+
+// The per-worker connection tables of groups: `max` entries per worker (0: none, Maglev alone).
+struct ConnectionsConfig {
+    uint32_t max = 65536;
+    uint32_t tcp_timeout_s = 300;
+    uint32_t udp_timeout_s = 30;
+};
+
 struct Config {
     std::vector<std::string> eal;
     Ipv4Addr shared_ip;  // the first (or only) shared address
@@ -102,6 +123,8 @@ struct Config {
     ControlConfig control;
     std::optional<VxlanConfig> vxlan;   // extension: absent, no VXLAN is sent or accepted
     std::vector<RemoteConfig> remotes;  // extension: needs `vxlan`
+    std::vector<GroupConfig> groups;
+    ConnectionsConfig connections;
 };
 
 // A configuration error: `path` is the JSON path ("vms[1].ranges[0]", "$" for the document itself).
@@ -119,6 +142,8 @@ private:
 Config parse_config(const nlohmann::json& document);
 // One firewall rule as in `firewall.rules[]`, for runtime changes; errors name `path`. Throws ConfigError.
 FirewallRule parse_firewall_rule(const nlohmann::json& rule, const std::string& path);
+// A VM or group name: [A-Za-z0-9_.-]{1,32}, not "host".
+bool is_valid_owner_name(const std::string& name);
 // Reads `file` and calls parse_config; JSON syntax errors name the line and column.
 Config load_config_file(const std::string& file);
 // The inverse of parse_config: a document that parse_config accepts and that yields `config` again.

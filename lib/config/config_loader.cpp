@@ -15,6 +15,7 @@
 #include "config/config.hpp"
 #include "pipeline/shared_addresses.hpp"
 #include "tables/port_owners.hpp"
+#include "tables/lb_group.hpp"
 
 namespace portmux {
 namespace {
@@ -204,15 +205,19 @@ private:
     std::string owner_name(OwnerId owner) const {
         if (owner == kHostOwner) return "the host";
         const size_t index = owner - kFirstVmOwner;
-        return (index < vm_count_ ? "VM " : "remote ") + in_quotes(vm_names_.at(index));
+        if (index < vm_count_) return "VM " + in_quotes(vm_names_.at(index));
+        if (index < vm_count_ + remote_count_) return "remote " + in_quotes(vm_names_.at(index));
+        return "group " + in_quotes(vm_names_.at(index));
     }
 
 public:
-    // Names after the first `count` are remotes' (they share the list: one namespace).
+    // The shared list of names holds the VMs', then the remotes', then the groups' (one namespace).
+    void set_remote_count(size_t count) { remote_count_ = count; }
     void set_vm_count(size_t count) { vm_count_ = count; }
 
 private:
     size_t vm_count_ = SIZE_MAX;
+    size_t remote_count_ = 0;
 
     const std::vector<std::string>& vm_names_;
     const Config& config_;  // its shared addresses are parsed before any range
@@ -537,6 +542,96 @@ void check_vxlan_port_unowned(const Config& config) {
     for (size_t v = 0; v < config.vms.size(); ++v) check(config.vms[v].ranges, fmt::format("vms[{}].ranges", v));
     for (size_t v = 0; v < config.remotes.size(); ++v)
         check(config.remotes[v].ranges, fmt::format("remotes[{}].ranges", v));
+    for (size_t g = 0; g < config.groups.size(); ++g)
+        check(config.groups[g].ranges, fmt::format("groups[{}].ranges", g));
+}
+
+// Extension: load-balanced groups. `names` holds the VMs' names, then the remotes', on entry; group g owns
+// ranges as owner kFirstVmOwner + names.size() + g here (the loader's own numbering), and its name shares
+// that namespace.
+uint8_t parse_weight(const json& value, const std::string& path) {
+    if (!value.is_number_integer()) fail(path, "expected an integer 1..255");
+    const auto weight = value.get<int64_t>();
+    if (weight < 1 || weight > kMaxMemberWeight) fail(path, fmt::format("{}: expected 1..255", weight));
+    return static_cast<uint8_t>(weight);
+}
+
+std::vector<GroupConfig> parse_groups(const json& value, const std::string& path, size_t vm_count,
+                                      std::vector<std::string>& names, RangeChecker& ranges) {
+    expect_array(value, path);
+    const size_t first = names.size();  // VMs and remotes
+    if (value.size() > kMaxOwners - kFirstVmOwner - first)
+        fail(path, fmt::format("too many groups ({}, at most {} owners in all)", value.size(), kMaxOwners - kFirstVmOwner));
+    std::vector<GroupConfig> groups;
+    for (size_t g = 0; g < value.size(); ++g) {
+        const std::string at = element(path, g);
+        const json& item = value[g];
+        expect_object(item, at);
+        check_keys(item, at, {"name", "members", "ranges"});
+        GroupConfig group;
+        const std::string name_path = child(at, "name");
+        group.name = expect_string(require(item, at, "name"), name_path);
+        if (!valid_vm_name(group.name))
+            fail(name_path, in_quotes(group.name) + ": invalid name (expected 1 to 32 characters from A-Z a-z 0-9 _ . -)");
+        if (group.name == "host") fail(name_path, "\"host\" is reserved (it names the host as a range owner)");
+        for (size_t n = 0; n < names.size(); ++n)
+            if (names[n] == group.name)
+                fail(name_path, fmt::format("{} is already used by {}", in_quotes(group.name),
+                                            n < vm_count ? element("vms", n)
+                                            : n < first  ? element("remotes", n - vm_count)
+                                                         : element(path, n - first)));
+        names.push_back(group.name);
+
+        const std::string members_path = child(at, "members");
+        const json& members = require(item, at, "members");
+        expect_array(members, members_path);
+        for (size_t m = 0; m < members.size(); ++m) {
+            const std::string mat = element(members_path, m);
+            expect_object(members[m], mat);
+            check_keys(members[m], mat, {"vm", "weight", "drain"});
+            GroupMemberConfig member;
+            member.vm = expect_string(require(members[m], mat, "vm"), child(mat, "vm"));
+            bool known = false;
+            for (size_t n = 0; n < vm_count; ++n) known = known || names[n] == member.vm;
+            if (!known) fail(child(mat, "vm"), fmt::format("{}: no VM has this name", in_quotes(member.vm)));
+            for (size_t e = 0; e < group.members.size(); ++e)
+                if (group.members[e].vm == member.vm)
+                    fail(child(mat, "vm"), fmt::format("{} is already a member ({})", in_quotes(member.vm),
+                                                       element(members_path, e)));
+            if (const json* weight = find(members[m], "weight")) member.weight = parse_weight(*weight, child(mat, "weight"));
+            if (const json* drain = find(members[m], "drain")) {
+                if (!drain->is_boolean()) fail(child(mat, "drain"), "expected true or false");
+                member.drain = drain->get<bool>();
+            }
+            group.members.push_back(member);
+        }
+        if (const json* list = find(item, "ranges")) {
+            group.ranges = ranges.parse_list(*list, child(at, "ranges"), vm_owner_id(first + g));
+            for (size_t r = 0; r < group.ranges.size(); ++r)
+                if (group.ranges[r].translated)
+                    fail(element(child(at, "ranges"), r),
+                         fmt::format("{}: port translation is for VMs", in_quotes(group.ranges[r].to_string())));
+        }
+        groups.push_back(std::move(group));
+    }
+    return groups;
+}
+
+ConnectionsConfig parse_connections(const json& value, const std::string& path) {
+    expect_object(value, path);
+    check_keys(value, path, {"max", "tcp_timeout_s", "udp_timeout_s"});
+    ConnectionsConfig connections;
+    auto number = [&](const char* key, uint32_t low, uint32_t high, uint32_t& out) {
+        const json* v = find(value, key);
+        if (v == nullptr) return;
+        if (!v->is_number_integer() || v->get<int64_t>() < low || v->get<int64_t>() > high)
+            fail(child(path, key), fmt::format("expected an integer {}..{}", low, high));
+        out = static_cast<uint32_t>(v->get<int64_t>());
+    };
+    number("max", 0, 16777216, connections.max);
+    number("tcp_timeout_s", 1, 86400 * 7, connections.tcp_timeout_s);
+    number("udp_timeout_s", 1, 86400 * 7, connections.udp_timeout_s);
+    return connections;
 }
 
 // Position of nlohmann's "last read byte" (1-based offset) as a 1-based line and column.
@@ -614,7 +709,7 @@ Config parse_config(const json& document) {
     if (!document.is_object()) fail(kRoot, "expected a JSON object");
     check_keys(document, kRoot,
                {"eal", "shared_ip", "shared_ip6", "uplink", "host", "vms", "firewall", "unmatched", "control", "vxlan",
-                "remotes"});
+                "remotes", "groups", "connections"});
     Config config;
     DeviceNames devices;
     std::vector<std::string> vm_names;
@@ -633,10 +728,16 @@ Config parse_config(const json& document) {
             {{"host", UnmatchedPolicy::kHost}, {"drop", UnmatchedPolicy::kDrop}, {"reject", UnmatchedPolicy::kReject}});
     if (const json* control = find(document, "control")) config.control = parse_control(*control, "control");
     ranges.set_vm_count(config.vms.size());
+    ranges.set_remote_count(0);
     if (const json* vxlan = find(document, "vxlan")) config.vxlan = parse_vxlan(*vxlan, "vxlan");
     if (const json* remotes = find(document, "remotes"))
         config.remotes = parse_remotes(*remotes, "remotes", config, vm_names, ranges);
+    ranges.set_remote_count(config.remotes.size());
+    if (const json* groups = find(document, "groups"))
+        config.groups = parse_groups(*groups, "groups", config.vms.size(), vm_names, ranges);
     check_vxlan_port_unowned(config);
+    if (const json* connections = find(document, "connections"))
+        config.connections = parse_connections(*connections, "connections");
     return config;
 }
 
@@ -665,6 +766,7 @@ std::string resolve_range_address(PortRange& range, const Config& config) {
                            in_quotes(range.to_string()));
     return "";
 }
+bool is_valid_owner_name(const std::string& name) { return valid_vm_name(name) && name != "host"; }
 
 Config load_config_file(const std::string& file) {
     std::FILE* f = std::fopen(file.c_str(), "rb");

@@ -111,6 +111,25 @@ json config_to_json(const Config& config) {
                                {"ranges", ranges_to_json(remote.ranges)}});
         doc["remotes"] = remotes;
     }
+    if (!config.groups.empty()) {
+        json groups = json::array();
+        for (const auto& group : config.groups) {
+            json members = json::array();
+            for (const auto& member : group.members) {
+                json m = {{"vm", member.vm}, {"weight", member.weight}};
+                if (member.drain) m["drain"] = true;
+                members.push_back(m);
+            }
+            groups.push_back({{"name", group.name}, {"members", members}, {"ranges", ranges_to_json(group.ranges)}});
+        }
+        doc["groups"] = groups;
+    }
+    const ConnectionsConfig defaults;
+    if (config.connections.max != defaults.max || config.connections.tcp_timeout_s != defaults.tcp_timeout_s ||
+        config.connections.udp_timeout_s != defaults.udp_timeout_s)
+        doc["connections"] = {{"max", config.connections.max},
+                              {"tcp_timeout_s", config.connections.tcp_timeout_s},
+                              {"udp_timeout_s", config.connections.udp_timeout_s}};
     return doc;
 }
 
@@ -159,8 +178,19 @@ std::string config_summary(const Config& config) {
     for (const auto& remote : config.remotes)
         out += fmt::format("  {:<{}}  host {}  next hop {}  ranges {}\n", remote.name, name_width,
                            remote.host.to_string(), remote.mac.to_string(), ranges_text(remote.ranges));
+    for (const auto& group : config.groups) count(group.ranges);
     line("ports owned", fmt::format("tcp {} of 65536, udp {} of 65536", owned[0], owned[1]));
 
+    if (!config.groups.empty()) {
+        line("groups", fmt::format("{}", config.groups.size()));
+        for (const auto& group : config.groups) {
+            std::string members;
+            for (const auto& m : group.members)
+                members += fmt::format("{}{}:{}{}", members.empty() ? "" : " ", m.vm, m.weight, m.drain ? " (drain)" : "");
+            out += fmt::format("  {}  members {}  ranges {}\n", group.name, members.empty() ? "none" : members,
+                               ranges_text(group.ranges));
+        }
+    }
     line("firewall", fmt::format("default {}, {} rule{}", to_string(config.firewall.default_action),
                                  config.firewall.rules.size(), config.firewall.rules.size() == 1 ? "" : "s"));
     line("unmatched", to_string(config.unmatched));

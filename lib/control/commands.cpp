@@ -240,6 +240,14 @@ json cmd_lookup(const ControlContext& ctx, const std::string& params) {
         answer["delivery"] = to_string(config.unmatched);
         return answer;
     }
+    if (ctx.state->is_group(found.owner)) {
+        // A group: each flow goes to one of its members (see /portmux/groups,GROUP).
+        answer["owner"] = answer["target"] = ctx.state->owner_name(found.owner);
+        answer["range"] = found.range ? found.range->to_string() : "";
+        answer["enabled"] = 1;
+        answer["delivery"] = "group";
+        return answer;
+    }
     // The owner's traffic may be served by its backup while its port is down.
     answer["owner"] = ctx.state->owner_name(found.owner);
     const bool remote = ctx.state->is_remote(found.owner);
@@ -490,7 +498,12 @@ const std::vector<CommandSpec>& command_table() {
         {"/portmux/remote/add", "Add a remote VM reached through VXLAN. Parameters: NAME,HOST,MAC", true, cmd_remote_add},
         {"/portmux/remote/del", "Remove a remote VM that owns no range. Parameter: NAME", true, cmd_remote_del},
     };
-    return table;
+    static const std::vector<CommandSpec> with_groups = [] {
+        std::vector<CommandSpec> all = table;
+        all.insert(all.end(), group_command_table().begin(), group_command_table().end());
+        return all;
+    }();
+    return with_groups;
 }
 
 json run_command(const ControlContext& context, const std::string& name, const std::string& params) {

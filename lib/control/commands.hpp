@@ -21,6 +21,9 @@ struct CommandSpec {
 // Every command, in the order the documentation lists them.
 const std::vector<CommandSpec>& command_table();
 
+// The load-balanced group commands (group_commands.cpp); command_table() lists them after the others.
+const std::vector<CommandSpec>& group_command_table();
+
 // Runs `name` with `params` (the text after the first comma, possibly empty). Answers a JSON object; a
 // failure is {"error": "<what is wrong>"} and changes nothing. Any thread.
 nlohmann::json run_command(const ControlContext& context, const std::string& name, const std::string& params);

@@ -51,6 +51,10 @@ SwitchState::SwitchState(Config config, SnapshotPublisher& publisher)
     }
     config_.remotes.clear();
     rebuild_vxlan_locked();
+    for (size_t g = 0; g < config_.groups.size(); ++g) {
+        group_ids_.push_back(vm_owner_id(vm_count_ + kMaxRemotes + g));  // after the remotes' slots
+        for (const PortRange& range : config_.groups[g].ranges) registry_.add(range, group_ids_[g]);
+    }
 }
 
 // The tunnel's settings for the data path: peers are `vxlan.peers` and the host of every remote.
@@ -92,6 +96,7 @@ Result<ChangeReport> SwitchState::add_remote(const std::string& name, const Ipv4
         return fail(fmt::format("\"{}\" is already used (VMs, remotes and \"host\" share names)", name));
     Config probe = config_;
     probe.vms.clear();
+    probe.groups.clear();  // they name VMs
     probe.host.ranges.clear();
     RemoteConfig remote{name, host, mac, {}};
     probe.remotes = {remote};
@@ -154,6 +159,9 @@ std::optional<OwnerId> SwitchState::owner_by_name(const std::string& name) const
         if (config_.vms[i].name == name) return vm_owner_id(i);
     for (size_t slot = 0; slot < remotes_.size(); ++slot)
         if (remotes_[slot].active && remotes_[slot].config.name == name) return remote_owner_id(slot);
+    std::lock_guard<std::mutex> names(names_mutex_);
+    for (size_t g = 0; g < config_.groups.size(); ++g)
+        if (config_.groups[g].name == name) return group_ids_[g];
     return std::nullopt;
 }
 
@@ -162,6 +170,9 @@ std::string SwitchState::owner_name(OwnerId owner) const {
     if (owner >= kFirstVmOwner && static_cast<size_t>(owner - kFirstVmOwner) < config_.vms.size())
         return config_.vms[owner - kFirstVmOwner].name;
     if (auto slot = remote_slot_of(owner)) return remotes_[*slot].config.name;
+    std::lock_guard<std::mutex> names(names_mutex_);
+    for (size_t g = 0; g < group_ids_.size(); ++g)
+        if (group_ids_[g] == owner) return config_.groups[g].name;
     return "none";
 }
 
@@ -172,6 +183,8 @@ std::string SwitchState::describe_conflict_locked(const PortRange& range, const 
 
 // A translated range goes to a VM only, and a VM's answer ports stay unambiguous (see answer_port_overlap).
 std::string SwitchState::check_answer_ports_locked(OwnerId owner, const PortRange& range) const {
+    if (is_group(owner))
+        return range.translated ? fmt::format("\"{}\": port translation is for VMs", range.to_string()) : "";
     if (owner == kHostOwner)
         return range.translated ? fmt::format("\"{}\": port translation is for VMs", range.to_string()) : "";
     std::vector<PortRange> own;
@@ -245,7 +258,9 @@ Result<ChangeReport> SwitchState::move_range(const PortRange& given, const std::
 Result<ChangeReport> SwitchState::set_vm_enabled(const std::string& vm, bool enabled) {
     std::lock_guard<std::mutex> guard(mutex_);
     auto owner = owner_by_name(vm);
-    if (!owner || *owner == kHostOwner || remote_slot_of(*owner)) return fail(fmt::format("unknown VM \"{}\"", vm));
+    if (!owner || *owner == kHostOwner || remote_slot_of(*owner) || is_group(*owner))
+        return fail(fmt::format("unknown VM \"{}\"", vm));
+    groups_dirty_ = groups_dirty_ || vm_in_group_locked(*owner - kFirstVmOwner);
     VmConfig& config = config_.vms[*owner - kFirstVmOwner];
     bool was = config.enabled;
     config.enabled = enabled;
@@ -391,6 +406,15 @@ std::unique_ptr<Snapshot> SwitchState::build_snapshot_locked(const std::vector<P
         target.port = vm_port_index(serving);
         target.mac = config_.vms[serving].mac;
     }
+    if (!group_ids_.empty()) {
+        snap->groups = group_tables_locked();
+        for (size_t g = 0; g < group_ids_.size(); ++g) {
+            if (group_ids_[g] >= snap->owners.size()) snap->owners.resize(group_ids_[g] + 1);
+            OwnerTarget& target = snap->owners[group_ids_[g]];
+            target.kind = OwnerKind::kGroup;
+            target.group = static_cast<uint16_t>(g);
+        }
+    }
     return snap;
 }
 
@@ -411,6 +435,11 @@ bool SwitchState::set_link(size_t vm_index, bool up) {
     link_up_[vm_index] = up;
     bool changed = false;
     for (size_t i = 0; i < vm_count_; ++i) changed = changed || serving_index_locked(i) != before[i];
+    if (vm_in_group_locked(vm_index)) {
+        // A member's port went down or came back: it leaves or rejoins its groups' Maglev tables at once.
+        groups_dirty_ = true;
+        changed = true;
+    }
     if (changed) publish_locked();
     return changed;
 }
@@ -464,6 +493,10 @@ Config SwitchState::running_config_locked() const {
         RemoteConfig remote = remotes_[slot].config;
         for (const OwnedRange& owned : registry_.list(remote_owner_id(slot))) remote.ranges.push_back(owned.range);
         config.remotes.push_back(std::move(remote));
+    }
+    for (size_t g = 0; g < config.groups.size(); ++g) {
+        config.groups[g].ranges.clear();
+        for (const OwnedRange& owned : registry_.list(group_ids_[g])) config.groups[g].ranges.push_back(owned.range);
     }
     return config;
 }

@@ -23,6 +23,20 @@ struct PortLookup {
     bool enabled = true;             // false: the owner is a disabled VM (its packets are dropped)
 };
 
+// A load-balanced group as it runs now (extension, docs/load-balancing.md).
+struct GroupMemberStatus {
+    std::string vm;
+    uint8_t weight = 1;
+    MemberState state = MemberState::kActive;
+};
+
+struct GroupStatus {
+    std::string name;
+    OwnerId id = kNoOwner;
+    std::vector<GroupMemberStatus> members;
+    std::vector<PortRange> ranges;
+};
+
 // What a successful change did, for the answer to the operator.
 struct ChangeReport {
     uint64_t generation = 0;  // the snapshot generation now in force
@@ -74,6 +88,16 @@ public:
     Result<ChangeReport> remove_remote(const std::string& name);
     std::vector<RemoteInfo> remotes() const;
     bool is_remote(OwnerId owner) const;
+    // Load-balanced groups. A group's name shares the VMs' namespace; it owns ranges through the range
+    // commands like a VM. Any thread; changes are serialised and published whole, like the others.
+    Result<ChangeReport> add_group(const std::string& name, const std::vector<GroupMemberConfig>& members);
+    Result<ChangeReport> remove_group(const std::string& name);  // refused while it owns ranges
+    Result<ChangeReport> add_group_member(const std::string& group, const std::string& vm, uint8_t weight);
+    Result<ChangeReport> remove_group_member(const std::string& group, const std::string& vm);
+    Result<ChangeReport> set_member_weight(const std::string& group, const std::string& vm, uint8_t weight);
+    Result<ChangeReport> set_member_drain(const std::string& group, const std::string& vm, bool drain);
+    std::vector<GroupStatus> groups() const;
+    bool is_group(OwnerId owner) const;
     // Writes the running configuration to `file` atomically (temporary file, fsync, rename).
     Result<ChangeReport> save(const std::string& file) const;
 
@@ -111,6 +135,13 @@ private:
     std::vector<RemoteSlot> remotes_;
     std::shared_ptr<const VxlanSettings> vxlan_;  // null unless `vxlan` is configured
 
+    std::optional<size_t> group_index_locked(const std::string& name) const;
+    std::optional<size_t> vm_index_locked(const std::string& name) const;
+    MemberState member_state_locked(const GroupMemberConfig& member) const;
+    std::shared_ptr<const std::vector<LbGroup>> group_tables_locked();
+    bool vm_in_group_locked(size_t vm_index) const;
+    std::string check_new_name_locked(const std::string& name) const;
+
     mutable std::mutex mutex_;
     Config config_;  // VMs and firewall as running; ranges are kept in registry_
     RangeRegistry registry_;
@@ -120,6 +151,13 @@ private:
     uint64_t generation_ = 0;
     uint64_t firewall_builds_ = 0;
     SnapshotPublisher& publisher_;
+    // Groups: config_.groups[g] owns ranges as group_ids_[g] (stable while the group exists). Group names and
+    // ids change under both mutex_ and names_mutex_; owner_by_name/owner_name read them under names_mutex_
+    // alone, because they are also called with mutex_ held.
+    std::vector<OwnerId> group_ids_;
+    mutable std::mutex names_mutex_;
+    std::shared_ptr<const std::vector<LbGroup>> group_tables_;
+    bool groups_dirty_ = true;  // group_tables_ must be rebuilt for the next snapshot
 };
 
 }  // namespace portmux

@@ -14,6 +14,8 @@ struct rte_mempool;
 
 namespace portmux {
 
+class ConnectionTable;
+
 // What the commands read; filled by the application before register_telemetry() and never changed after.
 struct ControlContext {
     SwitchState* state = nullptr;
@@ -26,6 +28,7 @@ struct ControlContext {
     std::chrono::steady_clock::time_point started;
     bool read_only = false;  // mutating commands are not registered (and refused if reached)
     const rte_mempool* pool = nullptr;  // the packet mbuf pool, for its free count
+    std::vector<const ConnectionTable*> connections;  // by worker, for /portmux/groups (flows in the tables)
 };
 
 // Registers every command of command_table() (only the read-only ones when context->read_only).

@@ -33,7 +33,11 @@ namespace portmux {
     X(vxlan_decapsulated, "VXLAN frames from a peer unwrapped (the inner frame is then counted as any)") \
     X(drop_vxlan, "dropped: VXLAN from a non-peer, wrong VNI, bad flags or truncated")                  \
     X(drop_vxlan_loop, "dropped: a frame from VXLAN whose port is owned by a remote VM (no re-sending)") \
-    X(drop_vxlan_too_big, "dropped: a frame for a remote VM that would exceed the uplink MTU in VXLAN")
+    X(drop_vxlan_too_big, "dropped: a frame for a remote VM that would exceed the uplink MTU in VXLAN") \
+    X(lb_new_flows, "flows to a load-balanced group given a member (new, or their member became unusable)") \
+    X(lb_flow_hits, "packets to a load-balanced group that found their flow in the connection table")   \
+    X(lb_evictions, "live connection-table entries replaced because their bucket was full")             \
+    X(drop_group_empty, "dropped: a load-balanced group has no usable member for the flow")
 
 enum class SwitchCounter : uint16_t {
 #define PORTMUX_ENUM(name, desc) name,

@@ -11,6 +11,9 @@
 
 namespace portmux {
 
+struct LbGroup;
+class ConnectionTable;
+
 // What to do with a parsed uplink frame before the firewall.
 enum class UplinkStep : uint8_t {
     kToHost,      // ARP request for the shared IP, other ARP, non-IP, IP not for a shared address,
@@ -37,11 +40,28 @@ enum class Delivery : uint8_t {
     kRemote,  // to owner `owner`, a remote VM: encapsulated in VXLAN out of the uplink
 };
 
+// What a packet to a load-balanced group did to the connection table (see docs/load-balancing.md).
+enum class LbEvent : uint8_t { kNone, kHit, kNewFlow, kNewFlowEvicted };
+
 struct DeliveryDecision {
     Delivery delivery = Delivery::kHost;
     OwnerId owner = kNoOwner;
     SwitchCounter drop_reason = SwitchCounter::drop_unmatched;  // meaningful for kDrop
+    LbEvent lb_event = LbEvent::kNone;
 };
+
+// What a decision for a group needs beyond the snapshot's owners: the groups (indexed by
+// OwnerTarget::group), the worker's connection table (may be null: Maglev alone) and the time (TSC).
+struct LbContext {
+    const LbGroup* groups = nullptr;
+    ConnectionTable* connections = nullptr;
+    uint64_t now = 0;
+};
+
+// A packet to group `group`: the member its flow already uses while that member is active or draining,
+// otherwise a new pick from the Maglev table of active members, remembered in the connection table.
+// No usable member: dropped, counted drop_group_empty. Pure apart from the connection table passed in.
+DeliveryDecision decide_group(const ParsedFrame& frame, OwnerId group, const OwnerTarget* owners, const LbContext& lb);
 
 // A VM owner's packet: delivered, or dropped and counted while the VM is disabled (never sent to the host).
 inline DeliveryDecision deliver_to_vm(OwnerId id, const OwnerTarget* owners) {
@@ -63,8 +83,11 @@ DeliveryDecision decide_icmp_error(const ParsedFrame& frame, const PortOwnerTabl
 // quoted packet); a VM's port -> that VM (or drop, counted drop_vm_disabled, when the VM is disabled); a host
 // port -> host; no owner -> the unmatched policy. `owners` is indexed by OwnerId. Pure function, inline
 // because it runs for nearly every packet and is little more than one table load.
+// A group's port -> one of its members (decide_group; without `lb` such packets are dropped,
+// drop_group_empty).
 inline DeliveryDecision decide_delivery(const ParsedFrame& frame, const PortOwnerTable& table,
-                                        const OwnerTarget* owners, UnmatchedPolicy unmatched) {
+                                        const OwnerTarget* owners, UnmatchedPolicy unmatched,
+                                        const LbContext* lb = nullptr) {
     DeliveryDecision d;
     if (!frame.has_ports || (frame.ip_proto != kIpProtoTcp && frame.ip_proto != kIpProtoUdp)) {
         if (frame.has_quoted_ports) return decide_icmp_error(frame, table, owners);
@@ -80,6 +103,11 @@ inline DeliveryDecision decide_delivery(const ParsedFrame& frame, const PortOwne
             return deliver_to_vm(id, owners);
         case OwnerKind::kRemote:
             d.delivery = Delivery::kRemote;
+            return d;
+        case OwnerKind::kGroup:
+            if (lb != nullptr && lb->groups != nullptr) return decide_group(frame, id, owners, *lb);
+            d.delivery = Delivery::kDrop;
+            d.drop_reason = SwitchCounter::drop_group_empty;
             return d;
         case OwnerKind::kHost:
             // The host's own ports reach it whatever `unmatched` says: that policy is for ports nobody owns.

@@ -7,6 +7,7 @@
 
 #include "core/port_range.hpp"
 #include "pipeline/checksum.hpp"
+#include "tables/lb_group.hpp"
 
 namespace portmux {
 namespace {
@@ -23,14 +24,18 @@ constexpr uint8_t kNdOptTargetLinkAddr = 2;
 EgressDecision drop(SwitchCounter reason) { return EgressDecision{false, reason}; }
 
 EgressDecision check_ports(const ParsedFrame& frame, const PortOwnerTable& table, OwnerId self,
-                           const OwnerTarget* owners) {
+                           const OwnerTarget* owners, const LbGroup* groups) {
     // A non-first fragment carries no port: its address was checked, the first fragment carries the port.
     if (frame.has_ports && (frame.ip_proto == kIpProtoTcp || frame.ip_proto == kIpProtoUdp)) {
         const L4Proto proto = frame.ip_proto == kIpProtoTcp ? L4Proto::kTcp : L4Proto::kUdp;
         const OwnerId owner = table.lookup(proto, frame.src_port);
         const bool stands_in = owners != nullptr && owner != kNoOwner && owners[owner].kind == OwnerKind::kVm &&
                                owners[owner].port == owners[self].port;
-        if (owner != self && !stands_in) return drop(SwitchCounter::drop_spoof_port);
+        // Only reached for a port that is not the VM's own: its own ports pay nothing for groups.
+        if (owner != self && !stands_in &&
+            !(groups != nullptr && owners != nullptr && owner != kNoOwner && owners[owner].kind == OwnerKind::kGroup &&
+              groups[owners[owner].group].is_member(self)))
+            return drop(SwitchCounter::drop_spoof_port);
     }
     return EgressDecision{true, SwitchCounter::drop_spoof_address};
 }
@@ -82,14 +87,15 @@ void rewrite_nd_options(uint8_t* frame, uint32_t length, const ParsedFrame& pars
 }  // namespace
 
 EgressDecision check_vm_egress(const ParsedFrame& frame, const SharedAddresses& shared, const PortOwnerTable& table,
-                               OwnerId self, const OwnerTarget* owners) {
+                               OwnerId self, const OwnerTarget* owners, const LbGroup* groups) {
     const PortOwnerTable* tables[1 + kMaxExtraSharedIps];
     std::fill(std::begin(tables), std::end(tables), &table);
-    return check_vm_egress(frame, shared, tables, self, owners);
+    return check_vm_egress(frame, shared, tables, self, owners, groups);
 }
 
 EgressDecision check_vm_egress(const ParsedFrame& frame, const SharedAddresses& shared,
-                               const PortOwnerTable* const* tables, OwnerId self, const OwnerTarget* owners) {
+                               const PortOwnerTable* const* tables, OwnerId self, const OwnerTarget* owners,
+                               const LbGroup* groups) {
     switch (frame.kind) {
         case FrameKind::kArp:
             // 0.0.0.0 is an ARP probe (RFC 5227): it claims nothing.
@@ -100,12 +106,12 @@ EgressDecision check_vm_egress(const ParsedFrame& frame, const SharedAddresses& 
         case FrameKind::kIpv4: {
             const int address = shared.ip4_index(frame.key.v4.src);
             if (address < 0) return drop(SwitchCounter::drop_spoof_address);
-            return check_ports(frame, *tables[address], self, owners);
+            return check_ports(frame, *tables[address], self, owners, groups);
         }
         case FrameKind::kIpv6:
             // NDP included: a VM speaks only from the shared address (so no DAD from "::"; guests use nodad).
             if (!shared.is_ip6(frame.key.v6.src)) return drop(SwitchCounter::drop_spoof_address);
-            return check_ports(frame, *tables[0], self, owners);
+            return check_ports(frame, *tables[0], self, owners, groups);
         case FrameKind::kMalformed:
             return drop(SwitchCounter::drop_malformed);
         case FrameKind::kOther:

@@ -39,6 +39,9 @@ constexpr uint32_t kFragMaxFlows = 4096;
 constexpr uint64_t kFragTimeoutMs = 2000;
 // A reassembled datagram split again for a port yields at most this many fragments.
 constexpr uint16_t kMaxRefragments = 64;
+// Connection-table buckets swept for expired flows at each expiry check (every 10 ms): a sequential pass over
+// 160 KiB, so a table of 65,536 entries is swept in 160 ms for about a thousandth of the worker's time.
+constexpr uint32_t kConnSweepBuckets = 1024;
 
 // Which shared address's range table applies: the IPv4 destination (inbound) or source (from a VM) picks it;
 // IPv6 and a single address always use table 0. A frame of no shared address also gets 0 (it was planned
@@ -65,6 +68,8 @@ Worker::Worker(WorkerSetup setup, const WorkerShared& shared)
                                            static_cast<int>(rte_socket_id()));
     if (frag_table_ == nullptr) throw std::runtime_error("cannot allocate the fragment reassembly table");
     expiry_interval_ = hz / 100;  // look for expired datagrams every 10 ms
+    connections_ = std::make_unique<ConnectionTable>(shared_.connections.max, hz * shared_.connections.tcp_timeout_s,
+                                                     hz * shared_.connections.udp_timeout_s);
     if (shared_.host_rate_pps != 0) {
         host_bucket_ = std::max(1.0, shared_.host_rate_pps / 10.0);
         host_tokens_ = host_bucket_;
@@ -108,6 +113,7 @@ int Worker::run() {
         if (now >= next_expiry_check_) {
             rte_ip_frag_table_del_expired_entries(frag_table_, death_row_.get(), now);
             rte_ip_frag_free_death_row(death_row_.get(), 3);
+            if (connections_->occupied() != 0) connections_->expire(now, kConnSweepBuckets);
             next_expiry_check_ = now + expiry_interval_;
         }
         // The snapshot loaded above is no longer used: the control side may free it once every worker
@@ -150,6 +156,7 @@ void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
     uint16_t fw_count = 0;
     alignas(8) uint8_t scratch[kParseWindow];
     const uint64_t now = rte_rdtsc();
+    burst_now_ = now;
     refill_host_tokens(now);
 
     // Headers of the whole burst are requested at once: their cache misses overlap instead of adding up.
@@ -272,7 +279,10 @@ void Worker::send_remote(const Snapshot& snap, const OwnerTarget& target, rte_mb
 
 void Worker::deliver(const Snapshot& snap, rte_mbuf* m, const ParsedFrame& parsed, bool reassembled, bool via_vxlan) {
     const unsigned address = shared_address_index(snap.shared, parsed, false);
-    DeliveryDecision decision = decide_delivery(parsed, *snap.table_at[address], snap.owners.data(), snap.unmatched);
+    const LbContext lb{snap.groups ? snap.groups->data() : nullptr, connections_.get(), burst_now_};
+    DeliveryDecision decision =
+        decide_delivery(parsed, *snap.table_at[address], snap.owners.data(), snap.unmatched, &lb);
+    if (decision.lb_event != LbEvent::kNone) count_lb(decision.lb_event);
     switch (decision.delivery) {
         case Delivery::kVm: {
             const OwnerTarget& target = snap.owners[decision.owner];
@@ -485,7 +495,8 @@ void Worker::handle_vm(const Snapshot& snap, uint16_t port_index, rte_mbuf** pkt
                 parsed.src_port = outer;
             }
         }
-        EgressDecision decision = check_vm_egress(parsed, snap.shared, snap.table_at, self, snap.owners.data());
+        EgressDecision decision = check_vm_egress(parsed, snap.shared, snap.table_at, self, snap.owners.data(),
+                                                  snap.groups ? snap.groups->data() : nullptr);
         if (!decision.forward) {
             counters_->add(port_index, PortCounter::dropped_spoof);
             drop(m, decision.drop_reason);
@@ -571,6 +582,16 @@ void Worker::flush_all() {
         tx_buffers_[port_index].pending = false;
     }
     pending_count_ = 0;
+}
+
+void Worker::count_lb(LbEvent event) {
+    switch (event) {
+        case LbEvent::kHit: counters_->add(SwitchCounter::lb_flow_hits); break;
+        case LbEvent::kNewFlowEvicted: counters_->add(SwitchCounter::lb_evictions);
+            [[fallthrough]];
+        case LbEvent::kNewFlow: counters_->add(SwitchCounter::lb_new_flows); break;
+        case LbEvent::kNone: break;
+    }
 }
 
 void Worker::drop(rte_mbuf* m, SwitchCounter reason) {

@@ -10,6 +10,7 @@
 #include "core/net_types.hpp"
 #include "core/port_index.hpp"
 #include "core/worker_counters.hpp"
+#include "pipeline/connection_table.hpp"
 #include "pipeline/parsed_frame.hpp"
 #include "tables/snapshot.hpp"
 
@@ -20,6 +21,8 @@ struct rte_ip_frag_tbl;
 struct rte_ip_frag_death_row;
 
 namespace portmux {
+
+enum class LbEvent : uint8_t;
 
 inline constexpr uint16_t kBurstSize = 32;
 
@@ -54,6 +57,7 @@ struct WorkerShared {
     uint16_t port_count = 0;  // dense ports: uplink, host, VMs
     uint16_t mtu = 1500;      // largest IP packet sent to a VM or the host without fragmenting it
     uint32_t host_rate_pps = 0;  // frames per second this worker may hand to the host port (0: no limit)
+    ConnectionsConfig connections;  // each worker's connection table for load-balanced groups
 };
 
 // One worker's assignment, built before the worker starts and never changed while it runs.
@@ -77,6 +81,7 @@ public:
     int run();
 
     const WorkerCounters& counters() const { return *counters_; }
+    const ConnectionTable& connections() const { return *connections_; }
 
 private:
     struct TxBuffer {
@@ -112,6 +117,7 @@ private:
     void flush(uint16_t port_index);
     void flush_all();
     void drop(rte_mbuf* m, SwitchCounter reason);
+    void count_lb(LbEvent event);
 
     WorkerSetup setup_;
     WorkerShared shared_;
@@ -127,6 +133,8 @@ private:
     double host_tokens_per_cycle_ = 0;
     uint64_t host_refilled_at_ = 0;
     uint64_t expiry_interval_ = 0;
+    std::unique_ptr<ConnectionTable> connections_;  // load-balanced groups' flows; fixed size
+    uint64_t burst_now_ = 0;                        // TSC of the uplink burst being handled
 };
 
 }  // namespace portmux

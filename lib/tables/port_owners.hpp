@@ -23,7 +23,7 @@ inline constexpr OwnerId kFirstVmOwner = 2;
 inline constexpr size_t kMaxOwners = 4096;
 inline constexpr OwnerId vm_owner_id(size_t vm_index) { return static_cast<OwnerId>(kFirstVmOwner + vm_index); }
 
-enum class OwnerKind : uint8_t { kNone, kHost, kVm, kRemote };
+enum class OwnerKind : uint8_t { kNone, kHost, kVm, kRemote, kGroup };
 
 // What the data path needs to deliver to an owner.
 struct OwnerTarget {
@@ -33,6 +33,7 @@ struct OwnerTarget {
     MacAddr mac{};        // destination MAC written into frames for a VM; for kRemote the underlay next hop
     uint32_t remote_ip = 0;    // kRemote: the outer destination (network byte order)
     uint16_t remote_slot = 0;  // kRemote: index of its counters (WorkerCounters::add_remote)
+    uint16_t group = 0;        // kGroup: index into the snapshot's groups (see tables/lb_group.hpp)
 };
 
 // The direct-indexed lookup: 2 x 65,536 entries of 2 bytes (256 KiB), independent of how many ranges exist.

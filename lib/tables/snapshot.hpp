@@ -11,6 +11,7 @@
 #include "pipeline/shared_addresses.hpp"
 #include "pipeline/vxlan.hpp"
 #include "tables/firewall.hpp"
+#include "tables/lb_group.hpp"
 #include "tables/port_owners.hpp"
 #include "tables/port_translation.hpp"
 
@@ -33,6 +34,9 @@ struct Snapshot {
     std::vector<OwnerTarget> owners;           // indexed by OwnerId; covers every id the table holds
     std::shared_ptr<const PortTranslation> translation;  // null unless some range translates ports
     std::shared_ptr<const VxlanSettings> vxlan;          // null unless `vxlan` is configured
+    // Load-balanced groups, indexed by OwnerTarget::group; null when there are none. Shared between
+    // generations until a group, a member's link or a VM's enabled flag changes.
+    std::shared_ptr<const std::vector<LbGroup>> groups;
 };
 
 // Publishes snapshots to the workers and frees replaced ones once every worker has moved on.

@@ -30,11 +30,13 @@
 #include <rte_vect.h>
 
 #include "frame_builder.hpp"
+#include "pipeline/connection_table.hpp"
 #include "pipeline/ingress_decision.hpp"
 #include "pipeline/parse.hpp"
 #include "pipeline/vm_egress.hpp"
 #include "pipeline/vxlan.hpp"
 #include "tables/firewall.hpp"
+#include "tables/lb_group.hpp"
 #include "tables/port_owners.hpp"
 
 using namespace portmux;
@@ -732,6 +734,66 @@ int main(int argc, char** argv) {
         });
         print_row("vxlan_encap", "uplink mix, headers only", s, "the prepend itself is an mbuf pointer move");
         stages["vxlan_encap"] = s.to_json();
+    }
+
+    // ---- load-balanced group: connection-table hit, miss (+ insert), Maglev alone ----
+    {
+        const OwnerId group_id = vm_owner_id(64);
+        std::vector<OwnerTarget> group_targets = targets;
+        group_targets.resize(group_id + 1);
+        group_targets[group_id].kind = OwnerKind::kGroup;
+        group_targets[group_id].group = 0;
+        std::vector<LbGroup> groups(1);
+        std::vector<MaglevMember> members;
+        for (size_t v = 0; v < 4; ++v) {
+            groups[0].members.push_back(LbMember{vm_owner_id(v), static_cast<uint8_t>(v + 1), MemberState::kActive});
+            members.push_back(MaglevMember{"vm" + std::to_string(v), static_cast<uint8_t>(v + 1), vm_owner_id(v)});
+        }
+        groups[0].id = group_id;
+        groups[0].maglev = build_maglev(members);
+        index_members(groups[0]);
+        auto group_table = std::make_unique<PortOwnerTable>();
+        *group_table = PortOwnerTable{};
+        group_table->owner[0][80] = group_id;
+        // kFrameCount flows to tcp:80 from different addresses and ports.
+        std::vector<Bytes> flows;
+        std::vector<ParsedFrame> flow_parsed;
+        for (size_t f = 0; f < kFrameCount; ++f) {
+            Ip4 ip = ip4_proto(6);
+            ip.src = {198, 51, static_cast<uint8_t>(f >> 8), static_cast<uint8_t>(f)};
+            flows.push_back(eth_ipv4(ip, tcp(static_cast<uint16_t>(1024 + rng() % 60000), 80)));
+        }
+        for (const Bytes& b : flows)
+            flow_parsed.push_back(parse_frame(b.data(), static_cast<uint32_t>(b.size()), static_cast<uint32_t>(b.size())));
+        constexpr uint64_t kTimeout = uint64_t{4} << kTimeShift;  // a few units of the table's clock
+        ConnectionTable conns(kDefaultMaxConnections, kTimeout, kTimeout);
+        uint64_t now = 1;
+        auto run = [&](LbContext lb) {
+            uint64_t sum = 0;
+            for (size_t b = 0; b < kFrameCount; b += kBurst)
+                for (uint32_t i = 0; i < kBurst; ++i) {
+                    DeliveryDecision d = decide_delivery(flow_parsed[b + i], *group_table, group_targets.data(),
+                                                         UnmatchedPolicy::kHost, &lb);
+                    sum += d.owner + static_cast<uint8_t>(d.lb_event);
+                }
+            g_sink = g_sink + sum;
+        };
+        json group_json;
+        run(LbContext{groups.data(), &conns, now});  // every flow is in the table now
+        Stat hit = measure("group hit", opt, kFrameCount, [&] { run(LbContext{groups.data(), &conns, now}); });
+        print_row("decide_delivery group", "connection-table hit", hit, "4 members, 1,024 flows");
+        group_json["hit"] = hit.to_json();
+        // Each run starts after the timeout: every lookup misses and the pick is inserted again.
+        Stat miss = measure("group miss", opt, kFrameCount, [&] {
+            now += 2 * kTimeout;
+            run(LbContext{groups.data(), &conns, now});
+        });
+        print_row("decide_delivery group", "miss: Maglev pick + insert", miss);
+        group_json["miss"] = miss.to_json();
+        Stat maglev = measure("group maglev", opt, kFrameCount, [&] { run(LbContext{groups.data(), nullptr, now}); });
+        print_row("decide_delivery group", "Maglev alone (max 0)", maglev);
+        group_json["maglev_only"] = maglev.to_json();
+        stages["decide_delivery_group"] = group_json;
     }
 
     out["stages"] = stages;

@@ -42,6 +42,9 @@ for key in ("tsc_hz", "burst", "runs", "eal", "warnings"):
 for stage in ("parse_frame", "decide_delivery", "vm_egress"):
     for s in STAT:
         need(stages, "stages/%s/%s" % (stage, s), number=True)
+for case in ("hit", "miss", "maglev_only"):
+    for s in STAT:
+        need(stages, "stages/decide_delivery_group/%s/%s" % (case, s), number=True)
 for rules in ("0", "100", "1000", "10000"):
     for fam in ("v4", "v6"):
         for s in STAT:

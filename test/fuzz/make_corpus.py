@@ -98,6 +98,13 @@ def configs():
                                control={"read_only": True})))
     out.append(json.dumps(dict(minimal, vms=[{"name": "x", "device": "d", "mac": VM, "ranges": ["90-80"]}])))
     out.append(json.dumps(dict(minimal, bogus=1)))
+    out.append(json.dumps(dict(minimal, vms=[{"name": "a", "device": "d1", "mac": VM},
+                                             {"name": "b", "device": "d2", "mac": "52:54:00:12:34:02"}],
+                               groups=[{"name": "g", "members": [{"vm": "a", "weight": 1},
+                                                                 {"vm": "b", "weight": 255, "drain": True}],
+                                        "ranges": ["tcp:80", "udp:53"]},
+                                       {"name": "empty", "members": []}],
+                               connections={"max": 1024, "tcp_timeout_s": 60, "udp_timeout_s": 5})))
     out.append(b'{"shared_ip": "192.0.2.10", "uplink": {"device": "x"}, "eal": ["-l", "0-1"]}')
     return out
 

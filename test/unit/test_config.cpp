@@ -157,12 +157,12 @@ TEST_CASE("config: the document must be an object with known keys") {
     doc["shared_ipv6"] = "2001:db8::1";
     CHECK_CONFIG_ERROR(doc, "shared_ipv6",
                        "unknown key (expected one of: eal, shared_ip, shared_ip6, uplink, host, vms, firewall, unmatched, control, "
-                       "vxlan, remotes)");
+                       "vxlan, remotes, groups, connections)");
     doc = minimal();
     doc["odd key"] = 1;
     CHECK_CONFIG_ERROR(doc, "$[\"odd key\"]",
                        "unknown key (expected one of: eal, shared_ip, shared_ip6, uplink, host, vms, firewall, unmatched, control, "
-                       "vxlan, remotes)");
+                       "vxlan, remotes, groups, connections)");
 }
 
 TEST_CASE("config: shared_ip is a required unicast IPv4 address") {

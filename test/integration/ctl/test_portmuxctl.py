@@ -433,6 +433,34 @@ def test_remotes(binary, script, workdir):
         pm.stop()
 
 
+def test_groups(ctl):
+    check(ctl.ok("groups").strip() == "no groups", "groups without any")
+    out = ctl.ok("group", "add", "pool", "web", "db:3")
+    check("created group pool with 2 member(s)" in out, "group add", out)
+    ctl.ok("range", "add", "pool", "tcp:7000-7009")
+    check("delivery group" in ctl.ok("lookup", "tcp:7005"), "lookup of a group's port")
+    out = ctl.ok("groups")
+    check(lines_with(out, "pool", "2", "web:1:active", "db:3:active", "tcp:7000-7009"), "groups table", out)
+    out = ctl.ok("group", "member", "drain", "pool", "web")
+    check("web in pool: drain on (was active)" in out, "group member drain", out)
+    out = ctl.ok("groups", "pool")
+    check(lines_with(out, "web", "1", "draining") and lines_with(out, "db", "3", "active"), "groups pool", out)
+    out = ctl.ok("group", "member", "weight", "pool", "db", "5")
+    check("db in pool: weight 5 (was 3)" in out, "group member weight", out)
+    ctl.ok("group", "member", "add", "pool", "my-vm.1", "2")
+    check(lines_with(ctl.ok("groups", "pool"), "my-vm.1", "2", "active"), "group member add")
+    check("removed my-vm.1 from pool" in ctl.ok("group", "member", "del", "pool", "my-vm.1"), "group member del")
+    g = ctl.json("groups", "pool")
+    if g:
+        check(g.get("members") == ["web weight=1 draining", "db weight=5 active"], "groups pool --json", g)
+    ctl.fails(1, ["owns 1 range"], "group", "del", "pool")
+    ctl.fails(1, ['unknown VM "nope"'], "group", "member", "add", "pool", "nope")
+    ctl.fails(2, [], "group", "member", "drain", "pool", "web", "maybe")
+    ctl.ok("range", "del", "tcp:7000-7009")
+    check("deleted group pool" in ctl.ok("group", "del", "pool"), "group del")
+    check(ctl.ok("groups").strip() == "no groups", "groups after del")
+
+
 def main():
     if len(sys.argv) != 3:
         print(__doc__.strip().splitlines()[-1], file=sys.stderr)
@@ -445,7 +473,8 @@ def main():
         ctl = Ctl(script, pm.prefix)
         if wait_ready(pm, ctl):
             for test in (lambda: test_reading(ctl, pm), lambda: test_changes(ctl, pm),
-                         lambda: test_guest_config(ctl), lambda: test_usage_and_connection(ctl, pm, workdir)):
+                         lambda: test_guest_config(ctl), lambda: test_usage_and_connection(ctl, pm, workdir),
+                         lambda: test_groups(ctl)):
                 try:
                     test()
                 except Exception as e:  # one broken step must not hide the others

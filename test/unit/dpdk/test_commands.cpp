@@ -826,6 +826,9 @@ TEST_CASE("control read-only: every mutating command is refused, reading still w
         {"/portmux/firewall/default", "drop"},
         {"/portmux/address/add", "192.0.2.20"},    {"/portmux/address/del", "192.0.2.20"},
         {"/portmux/remote/add", "db-b,198.51.100.2,02:00:00:00:0b:01"}, {"/portmux/remote/del", "db-b"},
+        {"/portmux/group/add", "pool,web"},        {"/portmux/group/del", "pool"},
+        {"/portmux/group/member/add", "pool,web"}, {"/portmux/group/member/del", "pool,web"},
+        {"/portmux/group/member/weight", "pool,web,2"}, {"/portmux/group/member/drain", "pool,web"},
     };
     size_t mutating = 0;
     for (const CommandSpec& spec : command_table()) {
