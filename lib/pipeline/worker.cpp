@@ -93,6 +93,7 @@ int Worker::run() {
         }
         drain_handoffs();
         flush_all();
+        publish_counts();
         rte_ip_frag_free_death_row(death_row_.get(), 3);
         uint64_t now = rte_rdtsc();
         if (now >= next_expiry_check_) {
@@ -106,6 +107,7 @@ int Worker::run() {
     }
 
     flush_all();
+    publish_counts();
     rte_rcu_qsbr_thread_offline(rcu, id);
     rte_rcu_qsbr_thread_unregister(rcu, id);
     return 0;
@@ -217,7 +219,7 @@ void Worker::deliver(const Snapshot& snap, rte_mbuf* m, const ParsedFrame& parse
                 if (inner != parsed.dst_port)
                     rewrite_l4_port(rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m), parsed, false, inner);
             }
-            counters_->add(SwitchCounter::to_vm);
+            count(SwitchCounter::to_vm);
             send_datagram(target.port, m, parsed, reassembled);
             break;
         }
@@ -226,7 +228,7 @@ void Worker::deliver(const Snapshot& snap, rte_mbuf* m, const ParsedFrame& parse
                 drop(m, SwitchCounter::drop_host_rate);
                 break;
             }
-            counters_->add(SwitchCounter::to_host);
+            count(SwitchCounter::to_host);
             send_datagram(kHostPortIndex, m, parsed, reassembled);
             break;
         case Delivery::kDrop:
@@ -446,7 +448,7 @@ void Worker::send_to_host(rte_mbuf* m) {
         drop(m, SwitchCounter::drop_host_rate);
         return;
     }
-    counters_->add(SwitchCounter::to_host);
+    count(SwitchCounter::to_host);
     send(kHostPortIndex, m);
 }
 
@@ -497,8 +499,16 @@ void Worker::flush_all() {
 }
 
 void Worker::drop(rte_mbuf* m, SwitchCounter reason) {
-    counters_->add(reason);
+    count(reason);
     rte_pktmbuf_free(m);
+}
+
+void Worker::publish_counts() {
+    for (size_t c = 0; c < kSwitchCounterCount; ++c) {
+        if (burst_counts_[c] == 0) continue;
+        counters_->add(static_cast<SwitchCounter>(c), burst_counts_[c]);
+        burst_counts_[c] = 0;
+    }
 }
 
 }  // namespace portmux

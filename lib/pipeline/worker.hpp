@@ -107,6 +107,10 @@ private:
     void flush(uint16_t port_index);
     void flush_all();
     void drop(rte_mbuf* m, SwitchCounter reason);
+    // Per-packet switch-wide outcomes are counted here during a loop iteration and published into
+    // counters_ once at its end (a relaxed store per counter touched), not once per packet.
+    void count(SwitchCounter c) { ++burst_counts_[static_cast<size_t>(c)]; }
+    void publish_counts();
 
     WorkerSetup setup_;
     WorkerShared shared_;
@@ -122,6 +126,7 @@ private:
     double host_tokens_per_cycle_ = 0;
     uint64_t host_refilled_at_ = 0;
     uint64_t expiry_interval_ = 0;
+    uint32_t burst_counts_[kSwitchCounterCount] = {};  // not yet in counters_; zero between iterations
 };
 
 }  // namespace portmux
