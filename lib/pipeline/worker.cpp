@@ -167,6 +167,12 @@ void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
             case UplinkStep::kDrop: drop(m, plan.drop_reason); break;
             case UplinkStep::kReassemble:  // handled above
             case UplinkStep::kFirewall:
+                // Its owner-table entry (a random place in 256 KiB) is loaded while the rest of the burst is
+                // parsed and classified, not when deliver() needs it.
+                if (parsed[i].has_ports) {
+                    const L4Proto proto = parsed[i].ip_proto == kIpProtoTcp ? L4Proto::kTcp : L4Proto::kUdp;
+                    rte_prefetch0(&snap.table->owner[static_cast<unsigned>(proto)][parsed[i].dst_port]);
+                }
                 fw_pkts[fw_count] = m;
                 fw_index[fw_count] = i;
                 fw_reassembled[fw_count] = reassembled;
