@@ -8,7 +8,7 @@ rate per CPU second, so binaries can be compared while the machine is busy.
 Usage: cpu_rate.py --pcap PCAP [--config CONFIG] [--repeat N] [--tsc-ghz 2.6] [BINARY...]
 (PCAP and CONFIG as written by `bench_throughput.sh --keep`: WORK/vm64.pcap, WORK/a0.json or a1000.json)
 """
-import argparse, glob, json, os, statistics, subprocess, sys, time
+import argparse, glob, json, os, shutil, statistics, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_helper as bh  # noqa: E402
@@ -47,6 +47,7 @@ def one_run(kind, binary, pcap, config, prefix, tsc_hz, warmup=1.0, interval=2.0
     finally:
         proc.terminate()
         proc.wait()
+        shutil.rmtree("/var/run/dpdk/" + prefix, ignore_errors=True)  # the run's DPDK runtime directory
     n, cpu = c1 - c0, w1 - w0
     return {"mpps": n / (t1 - t0) / 1e6, "cpu_share": cpu / (t1 - t0), "mpps_per_cpu_s": n / cpu / 1e6,
             "tsc_cycles_per_packet": tsc_hz * cpu / n}
@@ -60,6 +61,8 @@ def main():
     p.add_argument("--tsc-ghz", type=float, default=2.6, help="TSC frequency, as bench_stages prints it")
     p.add_argument("binaries", nargs="*")
     args = p.parse_args()
+    if args.repeat < 1:
+        p.error("--repeat must be at least 1")
     if args.binaries and not args.config:
         p.error("--config is needed to run portmux")
     runs = {"testpmd io": []}
