@@ -212,7 +212,7 @@ ParsedFrame parse_ipv6(const uint8_t* data, uint32_t readable, uint32_t frame_le
 
 }  // namespace
 
-ParsedFrame parse_frame(const uint8_t* data, uint32_t available, uint32_t frame_len) {
+ParsedFrame parse_frame_full(const uint8_t* data, uint32_t available, uint32_t frame_len) {
     // Trust neither argument alone: a header must lie within both what is readable and the frame itself.
     const uint32_t readable = available < frame_len ? available : frame_len;
     // A runt frame carries no usable header at all: count it as malformed rather than hand it on.
@@ -233,6 +233,35 @@ ParsedFrame parse_frame(const uint8_t* data, uint32_t available, uint32_t frame_
             // look inside VLAN tags, so tagged frames reach the host untouched as kOther.
             return ParsedFrame{};
     }
+}
+
+bool same_parse(const ParsedFrame& a, const ParsedFrame& b) {
+    if (a.kind != b.kind || a.ip_proto != b.ip_proto || a.is_fragment != b.is_fragment ||
+        a.first_fragment != b.first_fragment || a.has_ports != b.has_ports || a.l3_offset != b.l3_offset ||
+        a.l4_offset != b.l4_offset || a.l3_length != b.l3_length || a.src_port != b.src_port ||
+        a.dst_port != b.dst_port || a.arp_op != b.arp_op || a.arp_sender_ip != b.arp_sender_ip ||
+        a.arp_target_ip != b.arp_target_ip || a.icmp6_type != b.icmp6_type || a.has_ndp_target != b.has_ndp_target ||
+        a.has_quoted_ports != b.has_quoted_ports || a.quoted_proto != b.quoted_proto ||
+        a.quoted_src_port != b.quoted_src_port) {
+        return false;
+    }
+    if (a.has_ndp_target && std::memcmp(a.ndp_target, b.ndp_target, sizeof(a.ndp_target)) != 0) return false;
+    if (a.has_quoted_ports && std::memcmp(a.quoted_src, b.quoted_src, sizeof(a.quoted_src)) != 0) return false;
+    // The key is compared field by field for the family it holds: `key{}` zeroes only the union's first
+    // member, so the bytes beyond it are not comparable as a whole.
+    if (a.kind == FrameKind::kIpv4) {
+        const FlowKey4& x = a.key.v4;
+        const FlowKey4& y = b.key.v4;
+        return x.proto == y.proto && x.src == y.src && x.dst == y.dst && x.src_port == y.src_port &&
+               x.dst_port == y.dst_port;
+    }
+    if (a.kind == FrameKind::kIpv6) {
+        const FlowKey6& x = a.key.v6;
+        const FlowKey6& y = b.key.v6;
+        return x.proto == y.proto && std::memcmp(x.src, y.src, 16) == 0 && std::memcmp(x.dst, y.dst, 16) == 0 &&
+               x.src_port == y.src_port && x.dst_port == y.dst_port;
+    }
+    return true;
 }
 
 }  // namespace portmux

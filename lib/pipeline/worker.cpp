@@ -108,6 +108,7 @@ int Worker::run() {
         }
         drain_handoffs();
         flush_all();
+        publish_counts();
         rte_ip_frag_free_death_row(death_row_.get(), 3);
         uint64_t now = rte_rdtsc();
         if (now >= next_expiry_check_) {
@@ -122,12 +123,14 @@ int Worker::run() {
     }
 
     flush_all();
+    publish_counts();
     rte_rcu_qsbr_thread_offline(rcu, id);
     rte_rcu_qsbr_thread_unregister(rcu, id);
     return 0;
 }
 
-ParsedFrame Worker::parse(rte_mbuf* m, uint8_t* scratch) const {
+// Inlined into the burst loops: it runs for every frame, and the common case is a few loads and compares.
+__attribute__((always_inline)) inline ParsedFrame Worker::parse(rte_mbuf* m, uint8_t* scratch) const {
     uint32_t frame_len = rte_pktmbuf_pkt_len(m);
     uint32_t available = rte_pktmbuf_data_len(m);
     const uint8_t* data = rte_pktmbuf_mtod(m, const uint8_t*);
@@ -192,6 +195,12 @@ void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
             case UplinkStep::kDrop: drop(m, plan.drop_reason); break;
             case UplinkStep::kReassemble:  // handled above
             case UplinkStep::kFirewall:
+                // Its owner-table entry (a random place in 256 KiB) is loaded while the rest of the burst is
+                // parsed and classified, not when deliver() needs it.
+                if (parsed[i].has_ports) {
+                    const L4Proto proto = parsed[i].ip_proto == kIpProtoTcp ? L4Proto::kTcp : L4Proto::kUdp;
+                    rte_prefetch0(&snap.table->owner[static_cast<unsigned>(proto)][parsed[i].dst_port]);
+                }
                 fw_pkts[fw_count] = m;
                 fw_index[fw_count] = i;
                 fw_reassembled[fw_count] = reassembled;
@@ -243,7 +252,7 @@ rte_mbuf* Worker::decapsulate(const VxlanSettings& vxlan, rte_mbuf* m, const Par
     // Ethernet padding of a short outer frame is not part of the inner frame.
     if (rte_pktmbuf_pkt_len(m) > check.inner_length)
         rte_pktmbuf_trim(m, static_cast<uint16_t>(rte_pktmbuf_pkt_len(m) - check.inner_length));
-    counters_->add(SwitchCounter::vxlan_decapsulated);
+    count(SwitchCounter::vxlan_decapsulated);
     return m;
 }
 
@@ -272,7 +281,7 @@ void Worker::send_remote(const Snapshot& snap, const OwnerTarget& target, rte_mb
     }
     write_vxlan_headers(out, shared_.uplink_mac, target.mac, target.remote_ip, *snap.vxlan, inner_length,
                         vxlan_source_port(parsed));
-    counters_->add(SwitchCounter::vxlan_encapsulated);
+    count(SwitchCounter::vxlan_encapsulated);
     counters_->add_remote(target.remote_slot, rte_pktmbuf_pkt_len(m));
     send(kUplinkPortIndex, m);
 }
@@ -294,7 +303,11 @@ void Worker::deliver(const Snapshot& snap, rte_mbuf* m, const ParsedFrame& parse
                 if (inner != parsed.dst_port)
                     rewrite_l4_port(rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m), parsed, false, inner);
             }
-            counters_->add(SwitchCounter::to_vm);
+            count(SwitchCounter::to_vm);
+            if (!reassembled) {
+                send(target.port, m);  // the common case, without send_datagram's checks
+                break;
+            }
             send_datagram(target.port, m, parsed, reassembled);
             break;
         }
@@ -303,7 +316,7 @@ void Worker::deliver(const Snapshot& snap, rte_mbuf* m, const ParsedFrame& parse
                 drop(m, SwitchCounter::drop_host_rate);
                 break;
             }
-            counters_->add(SwitchCounter::to_host);
+            count(SwitchCounter::to_host);
             send_datagram(kHostPortIndex, m, parsed, reassembled);
             break;
         case Delivery::kDrop:
@@ -534,7 +547,7 @@ void Worker::send_to_host(rte_mbuf* m) {
         drop(m, SwitchCounter::drop_host_rate);
         return;
     }
-    counters_->add(SwitchCounter::to_host);
+    count(SwitchCounter::to_host);
     send(kHostPortIndex, m);
 }
 
@@ -586,17 +599,25 @@ void Worker::flush_all() {
 
 void Worker::count_lb(LbEvent event) {
     switch (event) {
-        case LbEvent::kHit: counters_->add(SwitchCounter::lb_flow_hits); break;
-        case LbEvent::kNewFlowEvicted: counters_->add(SwitchCounter::lb_evictions);
+        case LbEvent::kHit: count(SwitchCounter::lb_flow_hits); break;
+        case LbEvent::kNewFlowEvicted: count(SwitchCounter::lb_evictions);
             [[fallthrough]];
-        case LbEvent::kNewFlow: counters_->add(SwitchCounter::lb_new_flows); break;
+        case LbEvent::kNewFlow: count(SwitchCounter::lb_new_flows); break;
         case LbEvent::kNone: break;
     }
 }
 
 void Worker::drop(rte_mbuf* m, SwitchCounter reason) {
-    counters_->add(reason);
+    count(reason);
     rte_pktmbuf_free(m);
+}
+
+void Worker::publish_counts() {
+    for (size_t c = 0; c < kSwitchCounterCount; ++c) {
+        if (burst_counts_[c] == 0) continue;
+        counters_->add(static_cast<SwitchCounter>(c), burst_counts_[c]);
+        burst_counts_[c] = 0;
+    }
 }
 
 }  // namespace portmux

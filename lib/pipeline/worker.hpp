@@ -118,6 +118,10 @@ private:
     void flush_all();
     void drop(rte_mbuf* m, SwitchCounter reason);
     void count_lb(LbEvent event);
+    // Per-packet switch-wide outcomes are counted here during a loop iteration and published into
+    // counters_ once at its end (a relaxed store per counter touched), not once per packet.
+    void count(SwitchCounter c) { ++burst_counts_[static_cast<size_t>(c)]; }
+    void publish_counts();
 
     WorkerSetup setup_;
     WorkerShared shared_;
@@ -135,6 +139,7 @@ private:
     uint64_t expiry_interval_ = 0;
     std::unique_ptr<ConnectionTable> connections_;  // load-balanced groups' flows; fixed size
     uint64_t burst_now_ = 0;                        // TSC of the uplink burst being handled
+    uint32_t burst_counts_[kSwitchCounterCount] = {};  // not yet in counters_; zero between iterations
 };
 
 }  // namespace portmux

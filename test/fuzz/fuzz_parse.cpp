@@ -1,5 +1,6 @@
-// libFuzzer target: any bytes as a frame through parse, the uplink decisions, the VM egress checks and rewrite,
-// and the reject builder; sanitizers catch out-of-bounds reads, the checks below catch impossible verdicts.
+// libFuzzer target: any bytes as a frame through parse (fast path against the full parser), the uplink decisions,
+// the VM egress checks and rewrite, and the reject builder; sanitizers catch out-of-bounds reads, the checks
+// below catch impossible verdicts.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -95,6 +96,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::vector<uint8_t> frame(data, data + size);
     const ParsedFrame p = parse_frame(frame.data(), length, length);
     check_parsed(p, length);
+    // The straight-line path for the common case must give exactly the full parser's result, or stand aside.
+    FUZZ_CHECK(same_parse(p, parse_frame_full(frame.data(), length, length)));
+    {
+        ParsedFrame fast;
+        if (parse_frame_fast(frame.data(), length, length, fast)) {
+            FUZZ_CHECK(same_parse(fast, p));
+            FUZZ_CHECK(fast.has_ports && !fast.is_fragment);
+        }
+    }
 
     const UplinkPlan plan = plan_uplink_frame(p, fx.shared);
     FUZZ_CHECK(static_cast<uint8_t>(plan.step) <= static_cast<uint8_t>(UplinkStep::kFirewall));
@@ -163,6 +173,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         const uint32_t available = length / 2;
         std::vector<uint8_t> head(data, data + available);
         const ParsedFrame h = parse_frame(head.data(), available, length);
+        FUZZ_CHECK(same_parse(h, parse_frame_full(head.data(), available, length)));
         FUZZ_CHECK(static_cast<uint8_t>(h.kind) <= static_cast<uint8_t>(FrameKind::kMalformed));
         if (h.has_ports) FUZZ_CHECK(h.l4_offset + 8u <= available);
     }

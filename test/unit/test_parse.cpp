@@ -371,3 +371,119 @@ TEST_CASE("parse: 802.1Q and 802.1ad tagged frames are kOther, for the host", "[
 TEST_CASE("parse: other EtherTypes are kOther", "[parse]") {
     CHECK(parse(ethernet(0x88cc, Bytes(46, 0))).kind == FrameKind::kOther);
 }
+
+// ---- the straight-line path for the common case ----------------------------------------------------------
+
+namespace {
+
+// parse_frame_fast on a private copy of `len` readable bytes of a frame of `frame_len`; `taken` says whether
+// it applied. When it did, its result must be the full parser's.
+ParsedFrame parse_fast_exact(const Bytes& frame, size_t len, size_t frame_len, bool& taken) {
+    std::unique_ptr<uint8_t[]> copy(new uint8_t[len == 0 ? 1 : len]);
+    if (len != 0) std::memcpy(copy.get(), frame.data(), len);
+    ParsedFrame f;
+    taken = parse_frame_fast(copy.get(), static_cast<uint32_t>(len), static_cast<uint32_t>(frame_len), f);
+    return f;
+}
+
+ParsedFrame parse_full_exact(const Bytes& frame, size_t len, size_t frame_len) {
+    std::unique_ptr<uint8_t[]> copy(new uint8_t[len == 0 ? 1 : len]);
+    if (len != 0) std::memcpy(copy.get(), frame.data(), len);
+    return parse_frame_full(copy.get(), static_cast<uint32_t>(len), static_cast<uint32_t>(frame_len));
+}
+
+// For every readable length of the frame, and for the frame cut at every length: parse_frame (fast path or
+// not) gives exactly what the full parser gives, and the fast path applies to the whole frame iff `common`.
+void check_fast_matches_full(const Bytes& frame, bool common, int line) {
+    INFO("frame built on line " << line);
+    bool taken = false;
+    const ParsedFrame fast = parse_fast_exact(frame, frame.size(), frame.size(), taken);
+    CHECK(taken == common);
+    if (taken) CHECK(same_parse(fast, parse_full_exact(frame, frame.size(), frame.size())));
+    for (size_t len = 0; len <= frame.size(); ++len) {
+        INFO("readable " << len << " of " << frame.size());
+        CHECK(same_parse(parse_exact(frame, len), parse_full_exact(frame, len, len)));
+        const ParsedFrame chained = parse_fast_exact(frame, len, frame.size(), taken);
+        if (taken) CHECK(same_parse(chained, parse_full_exact(frame, len, frame.size())));
+    }
+}
+
+}  // namespace
+
+TEST_CASE("parse: the fast path takes untagged IPv4 TCP/UDP without options and gives the full parser's result",
+          "[parse][fast]") {
+    check_fast_matches_full(eth_ipv4(Ip4{}, tcp(40000, 80)), true, __LINE__);
+    check_fast_matches_full(eth_ipv4(Ip4{}, tcp(40000, 80, 0x10, 1, 2, 600, 8)), true, __LINE__);  // TCP options, payload
+    check_fast_matches_full(eth_ipv4(Ip4{}, tcp(40000, 80, 0x10, 1, 2, 0, 15)), true, __LINE__);   // 60-byte TCP header
+    check_fast_matches_full(eth_ipv4(ip4_proto(17), udp(5353, 53, 12)), true, __LINE__);
+    check_fast_matches_full(eth_ipv4(ip4_proto(17), udp(1, 65535)), true, __LINE__);  // the smallest frame it takes
+    Ip4 df;
+    df.frag = 0x4000;  // don't fragment: not a fragment
+    check_fast_matches_full(eth_ipv4(df, tcp(1, 2)), true, __LINE__);
+    Bytes padded = eth_ipv4(ip4_proto(17), udp(7, 9));
+    padded.resize(60, 0);  // Ethernet padding after the IP total length
+    check_fast_matches_full(padded, true, __LINE__);
+}
+
+TEST_CASE("parse: the fast path takes IPv6 TCP/UDP without extension headers and gives the full parser's result",
+          "[parse][fast]") {
+    check_fast_matches_full(eth_ipv6(Ip6{}, tcp(40000, 443, 0x10, 1, 1, 100)), true, __LINE__);
+    check_fast_matches_full(eth_ipv6(ip6_proto(17), udp(5353, 53, 3)), true, __LINE__);
+    check_fast_matches_full(eth_ipv6(ip6_proto(17), udp(5353, 53)), true, __LINE__);
+}
+
+TEST_CASE("parse: everything else leaves the fast path and parses as before", "[parse][fast]") {
+    Ip4 options;
+    options.options = {1, 1, 1, 0};
+    check_fast_matches_full(eth_ipv4(options, tcp(40000, 80)), false, __LINE__);
+    Ip4 first;
+    first.frag = 0x2000;
+    check_fast_matches_full(eth_ipv4(first, tcp(40000, 80, 0x10, 1, 1, 40)), false, __LINE__);
+    Ip4 later;
+    later.frag = 0x0005;
+    check_fast_matches_full(eth_ipv4(later, Bytes(40, 7)), false, __LINE__);
+    check_fast_matches_full(eth_ipv4(ip4_proto(1), Bytes(40, 0)), false, __LINE__);  // ICMP
+    Ip4 version;
+    version.version = 6;
+    check_fast_matches_full(eth_ipv4(version, tcp(1, 2)), false, __LINE__);
+    Ip4 long_total;
+    long_total.total_len = 200;
+    check_fast_matches_full(eth_ipv4(long_total, tcp(1, 2)), false, __LINE__);
+    Ip4 short_total;
+    short_total.total_len = 30;  // cuts the TCP header
+    check_fast_matches_full(eth_ipv4(short_total, tcp(1, 2)), false, __LINE__);
+    Ip4 tiny_total;
+    tiny_total.total_len = 12;  // below the header itself
+    check_fast_matches_full(eth_ipv4(tiny_total, tcp(1, 2)), false, __LINE__);
+    check_fast_matches_full(eth_ipv4(Ip4{}, tcp(1, 2, 0x10, 1, 1, 0, 4)), false, __LINE__);   // data offset < 5
+    check_fast_matches_full(eth_ipv4(ip4_proto(17), udp(1, 2, 4, 7)), false, __LINE__);       // UDP length < 8
+    check_fast_matches_full(eth_ipv4(ip4_proto(17), udp(1, 2, 4, 40)), false, __LINE__);      // beyond the payload
+    Ip6 hop;
+    hop.ext = {ext_options(0)};
+    check_fast_matches_full(eth_ipv6(hop, tcp(1, 2)), false, __LINE__);
+    Ip6 frag6;
+    frag6.ext = {ext_fragment(0, true)};
+    check_fast_matches_full(eth_ipv6(frag6, udp(1, 2, 16)), false, __LINE__);
+    Ip6 long6;
+    long6.payload_len = 400;
+    check_fast_matches_full(eth_ipv6(long6, tcp(1, 2)), false, __LINE__);
+    check_fast_matches_full(eth_ipv6(ip6_proto(58), ndp(135, kSharedIp6)), false, __LINE__);
+    Bytes vlan = eth_ipv4(Ip4{}, tcp(1, 2));
+    vlan.insert(vlan.begin() + 12, {0x81, 0x00, 0x00, 0x05});
+    check_fast_matches_full(vlan, false, __LINE__);
+    check_fast_matches_full(ethernet(0x0806, arp(1, kPeerIp, kSharedIp)), false, __LINE__);
+}
+
+TEST_CASE("parse: same_parse tells apart results that differ in one field", "[parse][fast]") {
+    const ParsedFrame a = parse(eth_ipv4(Ip4{}, tcp(40000, 80)));
+    ParsedFrame b = a;
+    CHECK(same_parse(a, b));
+    b.dst_port = 81;
+    CHECK_FALSE(same_parse(a, b));
+    b = a;
+    b.key.v4.dst_port = htons(81);
+    CHECK_FALSE(same_parse(a, b));
+    b = a;
+    b.l3_length = 41;
+    CHECK_FALSE(same_parse(a, b));
+}
