@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <rte_mempool.h>
 
+#include "control/command_params.hpp"
 #include "control/stats.hpp"
 
 namespace portmux {
@@ -16,33 +17,9 @@ namespace {
 
 using nlohmann::json;
 
-// Telemetry cuts strings at kMaxMessage bytes: a longer message is shortened here, visibly.
-json error(const std::string& message) {
-    if (message.size() <= kMaxMessage) return json{{"error", message}};
-    return json{{"error", message.substr(0, kMaxMessage - 3) + "..."}};
-}
-
-std::string trim(const std::string& text) {
-    size_t begin = 0, end = text.size();
-    while (begin < end && std::isspace(static_cast<unsigned char>(text[begin]))) ++begin;
-    while (end > begin && std::isspace(static_cast<unsigned char>(text[end - 1]))) --end;
-    return text.substr(begin, end - begin);
-}
-
-// Comma-separated parameters; an empty string gives no parameter at all.
-std::vector<std::string> split_params(const std::string& params) {
-    std::vector<std::string> out;
-    std::string all = trim(params);
-    if (all.empty()) return out;
-    size_t start = 0;
-    while (true) {
-        size_t comma = all.find(',', start);
-        out.push_back(trim(all.substr(start, comma == std::string::npos ? std::string::npos : comma - start)));
-        if (comma == std::string::npos) break;
-        start = comma + 1;
-    }
-    return out;
-}
+using command_params::error;
+using command_params::split_params;
+using command_params::trim;
 
 // Checks the parameter count; fills `error_out` with a usage message otherwise.
 bool expect_params(const std::vector<std::string>& params, size_t min, size_t max, const char* usage, json* error_out) {

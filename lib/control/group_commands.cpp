@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "control/command_params.hpp"
 #include "control/commands.hpp"
 #include "pipeline/connection_table.hpp"
 
@@ -14,31 +15,9 @@ using nlohmann::json;
 
 inline constexpr size_t kGroupPageSize = 40;
 
-json error(const std::string& message) {
-    if (message.size() <= kMaxMessage) return json{{"error", message}};
-    return json{{"error", message.substr(0, kMaxMessage - 3) + "..."}};
-}
-
-std::string trim(const std::string& text) {
-    size_t begin = 0, end = text.size();
-    while (begin < end && std::isspace(static_cast<unsigned char>(text[begin]))) ++begin;
-    while (end > begin && std::isspace(static_cast<unsigned char>(text[end - 1]))) --end;
-    return text.substr(begin, end - begin);
-}
-
-std::vector<std::string> split(const std::string& params) {
-    std::vector<std::string> out;
-    std::string all = trim(params);
-    if (all.empty()) return out;
-    size_t start = 0;
-    while (true) {
-        size_t comma = all.find(',', start);
-        out.push_back(trim(all.substr(start, comma == std::string::npos ? std::string::npos : comma - start)));
-        if (comma == std::string::npos) break;
-        start = comma + 1;
-    }
-    return out;
-}
+using command_params::error;
+using command_params::trim;
+const auto& split = command_params::split_params;
 
 // The usage message when the count is wrong or a parameter is empty; "" when they are fine.
 std::string check_count(const std::vector<std::string>& params, size_t min, size_t max, const char* usage) {
