@@ -484,6 +484,15 @@ VxlanConfig parse_vxlan(const json& value, const std::string& path) {
     return vxlan;
 }
 
+// The ranges of an owner that cannot translate ports (remotes, groups): `refusal` explains why.
+std::vector<PortRange> parse_untranslated_ranges(const json& list, const std::string& path, OwnerId owner,
+                                                 RangeChecker& ranges, const char* refusal) {
+    std::vector<PortRange> parsed = ranges.parse_list(list, path, owner);
+    for (size_t r = 0; r < parsed.size(); ++r)
+        if (parsed[r].translated) fail(element(path, r), fmt::format("{}: {}", in_quotes(parsed[r].to_string()), refusal));
+    return parsed;
+}
+
 std::vector<RemoteConfig> parse_remotes(const json& value, const std::string& path, const Config& config,
                                         std::vector<std::string>& names, RangeChecker& ranges) {
     expect_array(value, path);
@@ -515,13 +524,9 @@ std::vector<RemoteConfig> parse_remotes(const json& value, const std::string& pa
         if (remote.host == config.vxlan->local_ip)
             fail(child(at, "host"), in_quotes(remote.host.to_string()) + ": this is vxlan.local_ip, this host itself");
         remote.mac = parse_unicast_mac(require(item, at, "mac"), child(at, "mac"));
-        if (const json* list = find(item, "ranges")) {
-            remote.ranges = ranges.parse_list(*list, child(at, "ranges"), vm_owner_id(config.vms.size() + i));
-            for (size_t r = 0; r < remote.ranges.size(); ++r)
-                if (remote.ranges[r].translated)
-                    fail(element(child(at, "ranges"), r),
-                         fmt::format("{}: port translation is for local VMs", in_quotes(remote.ranges[r].to_string())));
-        }
+        if (const json* list = find(item, "ranges"))
+            remote.ranges = parse_untranslated_ranges(*list, child(at, "ranges"), vm_owner_id(config.vms.size() + i),
+                                                      ranges, "port translation is for local VMs");
         remotes.push_back(std::move(remote));
     }
     return remotes;
@@ -605,13 +610,9 @@ std::vector<GroupConfig> parse_groups(const json& value, const std::string& path
             }
             group.members.push_back(member);
         }
-        if (const json* list = find(item, "ranges")) {
-            group.ranges = ranges.parse_list(*list, child(at, "ranges"), vm_owner_id(first + g));
-            for (size_t r = 0; r < group.ranges.size(); ++r)
-                if (group.ranges[r].translated)
-                    fail(element(child(at, "ranges"), r),
-                         fmt::format("{}: port translation is for VMs", in_quotes(group.ranges[r].to_string())));
-        }
+        if (const json* list = find(item, "ranges"))
+            group.ranges = parse_untranslated_ranges(*list, child(at, "ranges"), vm_owner_id(first + g), ranges,
+                                                     "port translation is for VMs");
         groups.push_back(std::move(group));
     }
     return groups;
