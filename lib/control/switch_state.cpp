@@ -336,9 +336,16 @@ Result<ChangeReport> SwitchState::rebuild_firewall_locked(FirewallConfig next) {
 }
 
 Result<ChangeReport> SwitchState::publish_locked(const std::vector<PortRange>& changed_ranges) {
-    publisher_.publish(build_snapshot_locked(changed_ranges));
+    const uint64_t token = publisher_.install(build_snapshot_locked(changed_ranges));
     ChangeReport report;
     report.generation = generation_;
+    // The change is in place; what is left is the wait until no worker can still see the old snapshot (the
+    // change is not reported before that). It is made without the state lock, so that changes arriving
+    // meanwhile are built, installed and waited for alongside instead of one grace period after another.
+    // The caller's lock is held again on return; nothing of the state read before is relied on after.
+    mutex_.unlock();
+    publisher_.wait(token);
+    mutex_.lock();
     return Result<ChangeReport>::ok(report);
 }
 
@@ -358,7 +365,8 @@ std::shared_ptr<const PortOwnerTable> SwitchState::next_table_locked(const std::
     bool touched = false;
     for (const PortRange& range : changed) touched = touched || range.address == address;
     if (previous && !touched) return previous;
-    auto table = std::make_shared<PortOwnerTable>();
+    // Not value-initialised (no 256 KiB memset): it is copied over or filled whole below.
+    std::shared_ptr<PortOwnerTable> table(new PortOwnerTable);
     if (previous) {
         *table = *previous;
         for (const PortRange& range : changed)

@@ -2,6 +2,7 @@
 #include "tables/snapshot.hpp"
 
 #include <stdexcept>
+#include <vector>
 
 #include <rte_malloc.h>
 #include <rte_rcu_qsbr.h>
@@ -17,19 +18,36 @@ SnapshotPublisher::SnapshotPublisher(unsigned readers) {
 }
 
 SnapshotPublisher::~SnapshotPublisher() {
+    retired_.clear();  // the workers have stopped
     delete current_.exchange(nullptr);
     rte_free(rcu_);
 }
 
-void SnapshotPublisher::publish(std::unique_ptr<const Snapshot> next) {
+void SnapshotPublisher::publish(std::unique_ptr<const Snapshot> next) { wait(install(std::move(next))); }
+
+uint64_t SnapshotPublisher::install(std::unique_ptr<const Snapshot> next) {
     std::lock_guard<std::mutex> guard(publish_mutex_);
     const Snapshot* previous = current_.exchange(next.release(), std::memory_order_acq_rel);
-    if (previous == nullptr) return;
     // Every registered worker reports a quiescent state once per loop iteration, after its last use of
-    // the snapshot it loaded; once all have done so after the exchange, nobody can still hold `previous`.
+    // the snapshot it loaded; once all have done so after this token, nobody can still hold `previous`.
+    // Tokens grow with each install made under this lock, so retired_ stays in token order.
+    const uint64_t token = rte_rcu_qsbr_start(rcu_);
+    if (previous != nullptr) retired_.push_back(Retired{token, std::unique_ptr<const Snapshot>(previous)});
+    return token;
+}
+
+void SnapshotPublisher::wait(uint64_t token) {
     // Offline workers (stopped, or not yet started) are not waited for.
-    rte_rcu_qsbr_synchronize(rcu_, RTE_QSBR_THRID_INVALID);
-    delete previous;
+    rte_rcu_qsbr_check(rcu_, token, true);
+    std::vector<std::unique_ptr<const Snapshot>> done;
+    {
+        std::lock_guard<std::mutex> guard(publish_mutex_);
+        while (!retired_.empty() && retired_.front().token <= token) {
+            done.push_back(std::move(retired_.front().snapshot));
+            retired_.pop_front();
+        }
+    }
+    // Freed outside the lock: a snapshot may hold the last reference to rte_acl contexts and tables.
 }
 
 }  // namespace portmux

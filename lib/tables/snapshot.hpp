@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -57,11 +58,22 @@ public:
     // Control side: installs `next` and returns after the previous snapshot has been freed. Serialised
     // internally, so any control thread may call it. Never blocks a worker.
     void publish(std::unique_ptr<const Snapshot> next);
+    // The same in two steps, so that a caller can wait for the grace period without holding its own lock:
+    // install() makes `next` current at once and returns a token; wait() returns once every worker has
+    // moved past the snapshots installed up to that token, and frees the ones replaced by then. Concurrent
+    // changes then share grace periods instead of queueing for one each.
+    uint64_t install(std::unique_ptr<const Snapshot> next);
+    void wait(uint64_t token);
 
 private:
     rte_rcu_qsbr* rcu_ = nullptr;
     std::atomic<const Snapshot*> current_{nullptr};
-    std::mutex publish_mutex_;
+    std::mutex publish_mutex_;  // guards the exchange and `retired_`
+    struct Retired {
+        uint64_t token;  // freed once the workers have passed this grace-period token
+        std::unique_ptr<const Snapshot> snapshot;
+    };
+    std::deque<Retired> retired_;  // in token order
 };
 
 }  // namespace portmux
