@@ -358,6 +358,19 @@ json set_enabled(const ControlContext& ctx, const std::string& params, bool enab
     return changed(*report, {{"vm", args[0]}, {"enabled", enabled ? 1 : 0}, {"was", report->previous}});
 }
 
+json cmd_vm_backup(const ControlContext& ctx, const std::string& params) {
+    std::vector<std::string> args = split_params(params);
+    json failure;
+    if (!expect_params(args, 1, 2, "/portmux/vm/backup,VM[,BACKUP] (no BACKUP: none)", &failure)) return failure;
+    const std::string backup = args.size() == 2 ? args[1] : "";
+    auto report = ctx.state->set_backup(args[0], backup);
+    if (!report) return error(report.error());
+    return changed(*report, {{"vm", args[0]}, {"backup", backup.empty() ? "none" : backup},
+                             {"was", report->previous.empty() ? "none" : report->previous},
+                             {"served_by", ctx.state->served_by(static_cast<size_t>(
+                                               *ctx.state->owner_by_name(args[0]) - kFirstVmOwner))}});
+}
+
 json cmd_vm_disable(const ControlContext& ctx, const std::string& params) { return set_enabled(ctx, params, false); }
 json cmd_vm_enable(const ControlContext& ctx, const std::string& params) { return set_enabled(ctx, params, true); }
 
@@ -458,6 +471,8 @@ const std::vector<CommandSpec>& command_table() {
         {"/portmux/vm/disable", "Close all of a VM's ranges (its traffic is dropped). Parameter: VM", true,
          cmd_vm_disable},
         {"/portmux/vm/enable", "Reopen a VM's ranges. Parameter: VM", true, cmd_vm_enable},
+        {"/portmux/vm/backup", "Set or clear the VM that serves a VM's ranges while it is down. Parameters: VM[,BACKUP]",
+         true, cmd_vm_backup},
         {"/portmux/address/add", "Add a shared IPv4 address with an empty range table. Parameter: IPV4", true,
          cmd_address_add},
         {"/portmux/address/del", "Remove a shared address that owns no range. Parameter: IPV4", true,

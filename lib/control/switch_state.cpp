@@ -269,6 +269,26 @@ Result<ChangeReport> SwitchState::set_vm_enabled(const std::string& vm, bool ena
     return report;
 }
 
+Result<ChangeReport> SwitchState::set_backup(const std::string& vm, const std::string& backup) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    auto owner = owner_by_name(vm);
+    if (!owner || *owner == kHostOwner || remote_slot_of(*owner) || is_group(*owner))
+        return fail(fmt::format("unknown VM \"{}\"", vm));
+    if (!backup.empty()) {
+        auto other = owner_by_name(backup);
+        if (!other || *other == kHostOwner || remote_slot_of(*other) || is_group(*other))
+            return fail(fmt::format("unknown VM \"{}\" (a backup is a VM of this host)", backup));
+        if (backup == vm) return fail(fmt::format("\"{}\": a VM cannot be its own backup", vm));
+    }
+    VmConfig& config = config_.vms[*owner - kFirstVmOwner];
+    const std::string was = config.backup;
+    config.backup = backup;
+    // While the VM is down its ranges move to the new backup (or back to the VM) with this snapshot.
+    auto report = publish_locked();
+    if (report) report.value().previous = was;
+    return report;
+}
+
 Result<ChangeReport> SwitchState::add_shared_address(const Ipv4Addr& address) {
     std::lock_guard<std::mutex> guard(mutex_);
     const auto& b = address.bytes;

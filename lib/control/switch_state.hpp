@@ -70,6 +70,8 @@ public:
     Result<ChangeReport> remove_range(const PortRange& range);
     Result<ChangeReport> move_range(const PortRange& range, const std::string& target);
     Result<ChangeReport> set_vm_enabled(const std::string& vm, bool enabled);
+    // Extension: VM `vm`'s backup becomes `backup` (empty: none); see set_link.
+    Result<ChangeReport> set_backup(const std::string& vm, const std::string& backup);
     // Extension: another shared address with an empty range table / removal of one that owns no range.
     Result<ChangeReport> add_shared_address(const Ipv4Addr& address);
     Result<ChangeReport> remove_shared_address(const Ipv4Addr& address);

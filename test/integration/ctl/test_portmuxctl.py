@@ -268,6 +268,12 @@ def test_changes(ctl, pm):
     out = ctl.ok("address", "del", "192.0.2.20")
     check("removed shared address 192.0.2.20" in out, "address del", out)
 
+    out = ctl.ok("vm", "backup", "web", "db")
+    check("VM web: backup db (was none)" in out, "vm backup", out)
+    out = ctl.ok("vm", "backup", "web")
+    check("VM web: backup none (was db)" in out, "vm backup cleared", out)
+    ctl.fails(1, ["own backup"], "vm", "backup", "web", "web")
+
     out = ctl.ok("vm", "disable", "web")
     check("VM web disabled (was enabled)" in out, "vm disable", out)
     out = ctl.ok("lookup", "tcp:8050")

@@ -825,6 +825,7 @@ TEST_CASE("control read-only: every mutating command is refused, reading still w
         {"/portmux/firewall/add", R"({"action": "drop"})"}, {"/portmux/firewall/del", "0"},
         {"/portmux/firewall/default", "drop"},
         {"/portmux/address/add", "192.0.2.20"},    {"/portmux/address/del", "192.0.2.20"},
+        {"/portmux/vm/backup", "web,db"},
         {"/portmux/remote/add", "db-b,198.51.100.2,02:00:00:00:0b:01"}, {"/portmux/remote/del", "db-b"},
         {"/portmux/group/add", "pool,web"},        {"/portmux/group/del", "pool"},
         {"/portmux/group/member/add", "pool,web"}, {"/portmux/group/member/del", "pool,web"},
@@ -913,6 +914,22 @@ TEST_CASE("control: ranges of another shared address are added, looked up, moved
     expect_change(sw, "/portmux/range/del", "192.0.2.20/tcp:8000-8009");
     CHECK(second(L4Proto::kTcp, 8000) == kNoOwner);
     CHECK(sw.table(L4Proto::kTcp, 8000) == vm_owner_id(0));
+}
+
+TEST_CASE("control vm/backup: sets and clears a VM's backup, refuses what is not a VM", "[control]") {
+    Switch sw;
+    json a = expect_change(sw, "/portmux/vm/backup", "web,db");
+    CHECK(a["backup"] == "db");
+    CHECK(a["was"] == "none");
+    CHECK(a["served_by"] == "web");  // web's port is up
+    CHECK(sw.state->running_config().vms[0].backup == "db");
+    a = expect_change(sw, "/portmux/vm/backup", "web");
+    CHECK(a["backup"] == "none");
+    CHECK(a["was"] == "db");
+    expect_refused(sw, "/portmux/vm/backup", "web,web", {"own backup"});
+    expect_refused(sw, "/portmux/vm/backup", "web,nobody", {"unknown VM \"nobody\""});
+    expect_refused(sw, "/portmux/vm/backup", "nobody,web", {"unknown VM \"nobody\""});
+    expect_refused(sw, "/portmux/vm/backup", "", {"usage"});
 }
 
 TEST_CASE("control address/add and address/del: a shared address gets an empty table, leaves only when empty",

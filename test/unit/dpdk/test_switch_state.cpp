@@ -105,3 +105,29 @@ TEST_CASE("backup: the backup may answer from the ports it stands in for, and on
     f.state.set_link(0, true);
     CHECK_FALSE(check().forward);
 }
+
+TEST_CASE("backup: set at runtime, a down VM's ranges follow the new backup at once; cleared, they stay",
+          "[backup]") {
+    Fixture f;
+    CHECK_FALSE(f.state.set_link(2, false));  // db is down, without a backup: nothing to hand over
+    CHECK(f.target(2).port == vm_port_index(2));
+
+    auto set = f.state.set_backup("db", "web");
+    REQUIRE(set);
+    CHECK(set->previous.empty());
+    CHECK(f.target(2).port == vm_port_index(0));  // served by web from this snapshot on
+    CHECK(f.state.served_by(2) == "web");
+    CHECK(f.state.running_config().vms[2].backup == "web");
+
+    auto cleared = f.state.set_backup("db", "");
+    REQUIRE(cleared);
+    CHECK(cleared->previous == "web");
+    CHECK(f.target(2).port == vm_port_index(2));
+
+    const uint64_t generation = f.state.generation();
+    CHECK_FALSE(f.state.set_backup("db", "db"));
+    CHECK_FALSE(f.state.set_backup("db", "nobody"));
+    CHECK_FALSE(f.state.set_backup("db", "host"));
+    CHECK_FALSE(f.state.set_backup("nobody", "web"));
+    CHECK(f.state.generation() == generation);
+}
