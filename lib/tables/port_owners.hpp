@@ -13,9 +13,9 @@
 
 namespace portmux {
 
-// Dense owner identifiers: 0 is "nobody", 1 the host, VMs from 2 on (VM i is 2 + i). Later owner
-// kinds (load-balanced groups, remote VMs) take identifiers after the VMs; the data path only ever
-// indexes the snapshot's owner targets with them.
+// Dense owner identifiers: 0 is "nobody", 1 the host, VMs from 2 on (VM i is 2 + i), then a block of
+// kMaxRemotes slots for remote VMs, then load-balanced groups (SwitchState assigns them); the data path only
+// ever indexes the snapshot's owner targets with them.
 using OwnerId = uint16_t;
 inline constexpr OwnerId kNoOwner = 0;
 inline constexpr OwnerId kHostOwner = 1;
