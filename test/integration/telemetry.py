@@ -73,3 +73,26 @@ def wait_ready(file_prefix, timeout=60.0, proc=None):
             pass
         time.sleep(0.1)
     raise TelemetryError("portmux did not answer /portmux/info within %g s" % timeout)
+
+
+def start_portmux(portmux, config, work, prefix, lcores="0@0,1@1", timeout=60.0):
+    """Writes CONFIG (a dict) to WORK/portmux.json and starts PORTMUX on it without hugepages, with file
+    prefix PREFIX and its output in WORK/portmux.log; returns (process, log path) once it answers. When it
+    does not, the process is stopped and the TelemetryError raised carries the end of the log."""
+    import subprocess
+    config_file = os.path.join(work, "portmux.json")
+    with open(config_file, "w") as f:
+        json.dump(config, f)
+    log_path = os.path.join(work, "portmux.log")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([portmux, "-c", config_file, "--", "--no-huge", "-m", "512", "--no-pci",
+                                 "--lcores", lcores, "--file-prefix", prefix], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_ready(prefix, timeout=timeout, proc=proc)
+    except TelemetryError as e:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        with open(log_path, errors="replace") as log:
+            raise TelemetryError("%s: %s" % (e, log.read()[-2000:]))
+    return proc, log_path

@@ -6,7 +6,6 @@ Every packet must reach one of the two VMs; no packet may be dropped or leak to 
 Usage: test_churn_under_load.py PORTMUX [MOVES]
 """
 
-import json
 import os
 import re
 import shutil
@@ -17,7 +16,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from telemetry import Telemetry, TelemetryError, socket_path, wait_ready  # noqa: E402
+from telemetry import Telemetry, TelemetryError, socket_path, start_portmux  # noqa: E402
 
 from scapy.all import IP, TCP, UDP, Ether, wrpcap  # noqa: E402
 
@@ -73,16 +72,10 @@ def main():
                 {"name": "vm2", "device": "net_null2,no-rx=1", "mac": "52:54:00:00:00:02", "ranges": ["tcp:9000"]},
             ],
         }
-        config_file = os.path.join(work, "portmux.json")
-        with open(config_file, "w") as f:
-            json.dump(config, f)
-        log = open(os.path.join(work, "portmux.log"), "w")
-        proc = subprocess.Popen([portmux, "-c", config_file, "--", "--no-huge", "-m", "512", "--no-pci",
-                                 "--lcores", "0@0,1@1", "--file-prefix", prefix], stdout=log, stderr=subprocess.STDOUT)
         try:
-            wait_ready(prefix, timeout=60, proc=proc)
+            proc, log_path = start_portmux(portmux, config, work, prefix)
         except TelemetryError as e:
-            fail("%s: %s" % (e, open(log.name).read()[-2000:]))
+            fail(str(e))
 
         owner = "vm1"
         latencies = []
@@ -115,8 +108,7 @@ def main():
             status = proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             fail("portmux did not stop within 30 s of SIGTERM")
-        log.close()
-        text = open(log.name).read()
+        text = open(log_path).read()
         if status != 0:
             fail("portmux exited with %d:\n%s" % (status, text[-3000:]))
         ports, counters = final_totals(text)

@@ -9,7 +9,6 @@ Phase 3 ends the drain and disables web2 (a down member): every flow, old or new
 Usage: test_group_drain.py PORTMUX
 """
 
-import json
 import os
 import signal
 import subprocess
@@ -19,7 +18,7 @@ import shutil
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from telemetry import Telemetry, TelemetryError, socket_path, wait_ready  # noqa: E402
+from telemetry import Telemetry, TelemetryError, socket_path, start_portmux  # noqa: E402
 
 from scapy.all import IP, UDP, Ether, Raw, rdpcap, sendp, wrpcap  # noqa: E402
 
@@ -84,16 +83,10 @@ def main():
             "vms": [vm(1), vm(2)],
             "groups": [{"name": "web", "members": [{"vm": "web1"}, {"vm": "web2"}], "ranges": ["udp:5000"]}],
         }
-        config_file = os.path.join(work, "portmux.json")
-        with open(config_file, "w") as f:
-            json.dump(config, f)
-        log = open(os.path.join(work, "portmux.log"), "w")
-        proc = subprocess.Popen([portmux, "-c", config_file, "--", "--no-huge", "-m", "512", "--no-pci",
-                                 "--lcores", "0@0,1@1", "--file-prefix", prefix], stdout=log, stderr=subprocess.STDOUT)
         try:
-            wait_ready(prefix, timeout=60, proc=proc)
+            proc, log_path = start_portmux(portmux, config, work, prefix)
         except TelemetryError as e:
-            fail("%s: %s" % (e, open(log.name).read()[-2000:]))
+            fail(str(e))
         subprocess.call(["ip", "link", "set", tap, "up"])
 
         old, new = range(FLOWS), range(100, 100 + FLOWS)
