@@ -156,10 +156,10 @@ void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
     uint16_t fw_index[kBurstSize];  // index into parsed[]
     bool fw_reassembled[kBurstSize];
     bool fw_via_vxlan[kBurstSize];
+    uint8_t fw_address[kBurstSize];  // index of the shared address (range table) each frame is for
     uint16_t fw_count = 0;
     alignas(8) uint8_t scratch[kParseWindow];
     const uint64_t now = rte_rdtsc();
-    burst_now_ = now;
     refill_host_tokens(now);
 
     // Headers of the whole burst are requested at once: their cache misses overlap instead of adding up.
@@ -194,19 +194,22 @@ void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
             case UplinkStep::kFlood: flood(snap, m); break;
             case UplinkStep::kDrop: drop(m, plan.drop_reason); break;
             case UplinkStep::kReassemble:  // handled above
-            case UplinkStep::kFirewall:
+            case UplinkStep::kFirewall: {
                 // Its owner-table entry (a random place in 256 KiB) is loaded while the rest of the burst is
                 // parsed and classified, not when deliver() needs it.
+                const unsigned address = shared_address_index(snap.shared, parsed[i], false);
                 if (parsed[i].has_ports) {
                     const L4Proto proto = parsed[i].ip_proto == kIpProtoTcp ? L4Proto::kTcp : L4Proto::kUdp;
-                    rte_prefetch0(&snap.table->owner[static_cast<unsigned>(proto)][parsed[i].dst_port]);
+                    rte_prefetch0(&snap.table_at[address]->owner[static_cast<unsigned>(proto)][parsed[i].dst_port]);
                 }
+                fw_address[fw_count] = static_cast<uint8_t>(address);
                 fw_pkts[fw_count] = m;
                 fw_index[fw_count] = i;
                 fw_reassembled[fw_count] = reassembled;
                 fw_via_vxlan[fw_count] = via_vxlan;
                 ++fw_count;
                 break;
+            }
         }
     }
     if (fw_count == 0) return;
@@ -232,12 +235,15 @@ void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
     for (uint16_t j = 0; j < n4; ++j) fw_drop[slot4[j]] = drop4[j];
     for (uint16_t j = 0; j < n6; ++j) fw_drop[slot6[j]] = drop6[j];
 
+    // Load balancing only when the snapshot has groups: otherwise delivery pays nothing for it.
+    const LbContext lb_context{snap.groups ? snap.groups->data() : nullptr, connections_.get(), now};
+    const LbContext* lb = snap.groups ? &lb_context : nullptr;
     for (uint16_t k = 0; k < fw_count; ++k) {
         if (fw_drop[k]) {
             drop(fw_pkts[k], SwitchCounter::drop_firewall);
             continue;
         }
-        deliver(snap, fw_pkts[k], parsed[fw_index[k]], fw_reassembled[k], fw_via_vxlan[k]);
+        deliver(snap, lb, fw_pkts[k], parsed[fw_index[k]], fw_address[k], fw_reassembled[k], fw_via_vxlan[k]);
     }
 }
 
@@ -286,11 +292,9 @@ void Worker::send_remote(const Snapshot& snap, const OwnerTarget& target, rte_mb
     send(kUplinkPortIndex, m);
 }
 
-void Worker::deliver(const Snapshot& snap, rte_mbuf* m, const ParsedFrame& parsed, bool reassembled, bool via_vxlan) {
-    const unsigned address = shared_address_index(snap.shared, parsed, false);
-    const LbContext lb{snap.groups ? snap.groups->data() : nullptr, connections_.get(), burst_now_};
-    DeliveryDecision decision =
-        decide_delivery(parsed, *snap.table_at[address], snap.owners.data(), snap.unmatched, &lb);
+void Worker::deliver(const Snapshot& snap, const LbContext* lb, rte_mbuf* m, const ParsedFrame& parsed,
+                     unsigned address, bool reassembled, bool via_vxlan) {
+    DeliveryDecision decision = decide_delivery(parsed, *snap.table_at[address], snap.owners.data(), snap.unmatched, lb);
     if (decision.lb_event != LbEvent::kNone) count_lb(decision.lb_event);
     switch (decision.delivery) {
         case Delivery::kVm: {

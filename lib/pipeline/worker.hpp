@@ -23,6 +23,7 @@ struct rte_ip_frag_death_row;
 namespace portmux {
 
 enum class LbEvent : uint8_t;
+struct LbContext;
 
 inline constexpr uint16_t kBurstSize = 32;
 
@@ -98,8 +99,10 @@ private:
     // Parses an mbuf, linearising the first bytes of a chained mbuf into `scratch`.
     ParsedFrame parse(rte_mbuf* m, uint8_t* scratch) const;
     rte_mbuf* reassemble(rte_mbuf* m, const ParsedFrame& parsed, uint64_t now);
-    void deliver(const Snapshot& snap, rte_mbuf* m, const ParsedFrame& parsed, bool reassembled,
-                 bool via_vxlan = false);
+    // `lb`: the burst's load-balancing context, null when the snapshot has no group. `address`: the index
+    // of the frame's shared address (its range table), found once when the frame was planned.
+    void deliver(const Snapshot& snap, const LbContext* lb, rte_mbuf* m, const ParsedFrame& parsed, unsigned address,
+                 bool reassembled, bool via_vxlan);
     // VXLAN (docs/remote-vms.md): unwraps a tunnel frame from a peer (nullptr: dropped and counted), and
     // wraps a frame for a remote VM and queues it on the uplink.
     rte_mbuf* decapsulate(const VxlanSettings& vxlan, rte_mbuf* m, const ParsedFrame& outer);
@@ -138,7 +141,6 @@ private:
     uint64_t host_refilled_at_ = 0;
     uint64_t expiry_interval_ = 0;
     std::unique_ptr<ConnectionTable> connections_;  // load-balanced groups' flows; fixed size
-    uint64_t burst_now_ = 0;                        // TSC of the uplink burst being handled
     uint32_t burst_counts_[kSwitchCounterCount] = {};  // not yet in counters_; zero between iterations
 };
 
