@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config/config.hpp"
+#include "config_failure.hpp"
 #include "frame_builder.hpp"
 #include "pipeline/connection_table.hpp"
 #include "pipeline/ingress_decision.hpp"
@@ -342,15 +343,6 @@ json group_doc() {
     })");
 }
 
-std::pair<std::string, std::string> failure(const json& doc) {
-    try {
-        parse_config(doc);
-    } catch (const ConfigError& e) {
-        return {e.path(), e.what()};
-    }
-    return {"<accepted>", ""};
-}
-
 }  // namespace
 
 TEST_CASE("group config: groups and connection limits are read, defaults applied") {
@@ -376,45 +368,45 @@ TEST_CASE("group config: groups and connection limits are read, defaults applied
 TEST_CASE("group config: errors name their JSON path") {
     json doc = group_doc();
     doc["groups"][0]["members"][1]["vm"] = "web9";
-    CHECK(failure(doc) == std::make_pair(std::string("groups[0].members[1].vm"), std::string("\"web9\": no VM has this name")));
+    CHECK(config_failure(doc) == std::make_pair(std::string("groups[0].members[1].vm"), std::string("\"web9\": no VM has this name")));
     doc = group_doc();
     doc["groups"][0]["members"][1]["vm"] = "web1";
-    CHECK(failure(doc).first == "groups[0].members[1].vm");
-    CHECK_THAT(failure(doc).second, Catch::Contains("already a member"));
+    CHECK(config_failure(doc).first == "groups[0].members[1].vm");
+    CHECK_THAT(config_failure(doc).second, Catch::Contains("already a member"));
     for (int bad : {0, 256, -1}) {
         doc = group_doc();
         doc["groups"][0]["members"][0]["weight"] = bad;
-        CHECK(failure(doc).first == "groups[0].members[0].weight");
+        CHECK(config_failure(doc).first == "groups[0].members[0].weight");
     }
     doc = group_doc();
     doc["groups"][0]["name"] = "web1";
-    CHECK(failure(doc) == std::make_pair(std::string("groups[0].name"), std::string("\"web1\" is already used by vms[0]")));
+    CHECK(config_failure(doc) == std::make_pair(std::string("groups[0].name"), std::string("\"web1\" is already used by vms[0]")));
     doc = group_doc();
     doc["groups"][0]["name"] = "host";
-    CHECK(failure(doc).first == "groups[0].name");
+    CHECK(config_failure(doc).first == "groups[0].name");
     doc = group_doc();
     doc["groups"].push_back({{"name", "web"}, {"members", json::array()}});
-    CHECK(failure(doc) == std::make_pair(std::string("groups[1].name"), std::string("\"web\" is already used by groups[0]")));
+    CHECK(config_failure(doc) == std::make_pair(std::string("groups[1].name"), std::string("\"web\" is already used by groups[0]")));
     doc = group_doc();
     doc["groups"][0]["ranges"].push_back("8080");
-    CHECK(failure(doc).first == "groups[0].ranges[2]");
-    CHECK_THAT(failure(doc).second, Catch::Contains("VM \"web1\""));
+    CHECK(config_failure(doc).first == "groups[0].ranges[2]");
+    CHECK_THAT(config_failure(doc).second, Catch::Contains("VM \"web1\""));
     doc = group_doc();
     doc["groups"].push_back({{"name", "api"}, {"members", json::array()}, {"ranges", {"tcp:443"}}});
-    CHECK(failure(doc).first == "groups[1].ranges[0]");
-    CHECK_THAT(failure(doc).second, Catch::Contains("group \"web\""));
+    CHECK(config_failure(doc).first == "groups[1].ranges[0]");
+    CHECK_THAT(config_failure(doc).second, Catch::Contains("group \"web\""));
     doc = group_doc();
     doc["groups"][0]["ranges"] = {"tcp:8000-8009->80-89"};
-    CHECK(failure(doc).second == "\"tcp:8000-8009->80-89\": port translation is for VMs");
+    CHECK(config_failure(doc).second == "\"tcp:8000-8009->80-89\": port translation is for VMs");
     doc = group_doc();
     doc["groups"][0]["members"][0]["color"] = "red";
-    CHECK(failure(doc).first == "groups[0].members[0].color");
+    CHECK(config_failure(doc).first == "groups[0].members[0].color");
     doc = group_doc();
     doc["groups"][0].erase("members");
-    CHECK(failure(doc) == std::make_pair(std::string("groups[0].members"), std::string("required but missing")));
+    CHECK(config_failure(doc) == std::make_pair(std::string("groups[0].members"), std::string("required but missing")));
     doc = group_doc();
     doc["connections"] = {{"tcp_timeout_s", 0}};
-    CHECK(failure(doc).first == "connections.tcp_timeout_s");
+    CHECK(config_failure(doc).first == "connections.tcp_timeout_s");
 }
 
 TEST_CASE("group config: config_to_json round trip keeps groups, drains and connection limits") {

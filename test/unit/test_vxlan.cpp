@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config/config.hpp"
+#include "config_failure.hpp"
 #include "frame_builder.hpp"
 #include "pipeline/ingress_decision.hpp"
 #include "pipeline/parse.hpp"
@@ -208,15 +209,6 @@ json with_remotes() {
     return doc;
 }
 
-std::pair<std::string, std::string> error_of(const json& doc) {
-    try {
-        parse_config(doc);
-    } catch (const ConfigError& e) {
-        return {e.path(), e.what()};
-    }
-    return {"<accepted>", ""};
-}
-
 }  // namespace
 
 TEST_CASE("config vxlan: the tunnel and the remotes are read and written back unchanged") {
@@ -248,72 +240,72 @@ TEST_CASE("config vxlan: the tunnel and the remotes are read and written back un
 TEST_CASE("config vxlan: every error names its path") {
     json doc = with_remotes();
     doc["vxlan"]["vni"] = 16777216;
-    CHECK(error_of(doc).first == "vxlan.vni");
+    CHECK(config_failure(doc).first == "vxlan.vni");
     doc = with_remotes();
     doc["vxlan"].erase("vni");
-    CHECK(error_of(doc) == std::make_pair(std::string("vxlan.vni"), std::string("required but missing")));
+    CHECK(config_failure(doc) == std::make_pair(std::string("vxlan.vni"), std::string("required but missing")));
     doc = with_remotes();
     doc["vxlan"]["port"] = 0;
-    CHECK(error_of(doc).first == "vxlan.port");
+    CHECK(config_failure(doc).first == "vxlan.port");
     doc = with_remotes();
     doc["vxlan"]["local_ip"] = "224.0.0.1";
-    CHECK(error_of(doc).first == "vxlan.local_ip");
+    CHECK(config_failure(doc).first == "vxlan.local_ip");
     doc = with_remotes();
     doc["vxlan"]["peers"] = {"198.51.100.3", "198.51.100.3"};
-    CHECK(error_of(doc).first == "vxlan.peers[1]");
+    CHECK(config_failure(doc).first == "vxlan.peers[1]");
     doc = with_remotes();
     doc["vxlan"]["vnid"] = 1;
-    CHECK(error_of(doc).first == "vxlan.vnid");
+    CHECK(config_failure(doc).first == "vxlan.vnid");
     doc = with_remotes();
     doc.erase("vxlan");
-    CHECK(error_of(doc).first == "remotes");
+    CHECK(config_failure(doc).first == "remotes");
     doc = with_remotes();
     doc["remotes"][0]["name"] = "web";
-    CHECK(error_of(doc).first == "remotes[0].name");
-    CHECK_THAT(error_of(doc).second, Catch::Contains("vms[0]"));
+    CHECK(config_failure(doc).first == "remotes[0].name");
+    CHECK_THAT(config_failure(doc).second, Catch::Contains("vms[0]"));
     doc = with_remotes();
     doc["remotes"][0]["name"] = "host";
-    CHECK(error_of(doc).first == "remotes[0].name");
+    CHECK(config_failure(doc).first == "remotes[0].name");
     doc = with_remotes();
     doc["remotes"].push_back(doc["remotes"][0]);
     doc["remotes"][1]["ranges"] = json::array();
-    CHECK(error_of(doc).first == "remotes[1].name");
+    CHECK(config_failure(doc).first == "remotes[1].name");
     doc = with_remotes();
     doc["remotes"][0]["host"] = "198.51.100.1";
-    CHECK(error_of(doc).first == "remotes[0].host");
+    CHECK(config_failure(doc).first == "remotes[0].host");
     doc = with_remotes();
     doc["remotes"][0]["mac"] = "01:00:5e:00:00:01";
-    CHECK(error_of(doc).first == "remotes[0].mac");
+    CHECK(config_failure(doc).first == "remotes[0].mac");
     doc = with_remotes();
     doc["remotes"][0]["ranges"] = {"tcp:80"};
-    CHECK(error_of(doc).first == "remotes[0].ranges[0]");
-    CHECK_THAT(error_of(doc).second, Catch::Contains("VM \"web\""));
+    CHECK(config_failure(doc).first == "remotes[0].ranges[0]");
+    CHECK_THAT(config_failure(doc).second, Catch::Contains("VM \"web\""));
     doc = with_remotes();
     doc["vms"][0]["ranges"] = {"tcp:5432"};
-    CHECK(error_of(doc).first == "remotes[0].ranges[0]");
-    CHECK_THAT(error_of(doc).second, Catch::Contains("VM \"web\""));
+    CHECK(config_failure(doc).first == "remotes[0].ranges[0]");
+    CHECK_THAT(config_failure(doc).second, Catch::Contains("VM \"web\""));
     doc = with_remotes();
     doc["remotes"][0]["ranges"] = {"tcp:8080-8089->80-89"};
-    CHECK(error_of(doc).first == "remotes[0].ranges[0]");
+    CHECK(config_failure(doc).first == "remotes[0].ranges[0]");
     doc = with_remotes();
     doc["remotes"][0]["port"] = 1;
-    CHECK(error_of(doc).first == "remotes[0].port");
+    CHECK(config_failure(doc).first == "remotes[0].port");
 }
 
 TEST_CASE("config vxlan: on the shared address the tunnel's UDP port belongs to no range") {
     json doc = with_remotes();
     doc["vxlan"]["local_ip"] = "192.0.2.10";
-    CHECK(error_of(doc).first == "<accepted>");
+    CHECK(config_failure(doc).first == "<accepted>");
     doc["vms"][0]["ranges"] = {"tcp:80", "4000-5000"};
-    CHECK(error_of(doc).first == "vms[0].ranges[1]");
-    CHECK_THAT(error_of(doc).second, Catch::Contains("udp:4789"));
+    CHECK(config_failure(doc).first == "vms[0].ranges[1]");
+    CHECK_THAT(config_failure(doc).second, Catch::Contains("udp:4789"));
     doc["vms"][0]["ranges"] = {"tcp:80", "tcp:4000-5000"};  // TCP does not collide
-    CHECK(error_of(doc).first == "<accepted>");
+    CHECK(config_failure(doc).first == "<accepted>");
     doc["remotes"][0]["ranges"] = {"udp:4789"};
-    CHECK(error_of(doc).first == "remotes[0].ranges[0]");
+    CHECK(config_failure(doc).first == "remotes[0].ranges[0]");
     // Elsewhere than on the shared address, the port is free for owners.
     doc["vxlan"]["local_ip"] = "198.51.100.1";
-    CHECK(error_of(doc).first == "<accepted>");
+    CHECK(config_failure(doc).first == "<accepted>");
 }
 
 TEST_CASE("config vxlan: with several shared addresses only the tunnel's own address loses its UDP port") {
@@ -321,12 +313,12 @@ TEST_CASE("config vxlan: with several shared addresses only the tunnel's own add
     doc["shared_ip"] = {"192.0.2.10", "192.0.2.20"};
     doc["vxlan"]["local_ip"] = "192.0.2.20";
     doc["vms"][0]["ranges"] = {"tcp:80", "udp:4789"};  // the first address: not the tunnel's
-    CHECK(error_of(doc).first == "<accepted>");
+    CHECK(config_failure(doc).first == "<accepted>");
     doc["vms"][0]["ranges"] = {"tcp:80", "192.0.2.20/udp:4780-4790"};
-    CHECK(error_of(doc).first == "vms[0].ranges[1]");
-    CHECK_THAT(error_of(doc).second, Catch::Contains("udp:4789"));
+    CHECK(config_failure(doc).first == "vms[0].ranges[1]");
+    CHECK_THAT(config_failure(doc).second, Catch::Contains("udp:4789"));
     doc["vxlan"]["local_ip"] = "192.0.2.10";
-    CHECK(error_of(doc).first == "<accepted>");
+    CHECK(config_failure(doc).first == "<accepted>");
     doc["vms"][0]["ranges"] = {"tcp:80", "192.0.2.10/udp:4789"};  // the first address, written out
-    CHECK(error_of(doc).first == "vms[0].ranges[1]");
+    CHECK(config_failure(doc).first == "vms[0].ranges[1]");
 }
