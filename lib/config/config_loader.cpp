@@ -234,6 +234,16 @@ bool valid_vm_name(const std::string& name) {
     return true;
 }
 
+// The `name` of a VM, remote or group: one namespace of owner names, of which "host" is taken.
+std::string parse_owner_name(const json& item, const std::string& at) {
+    const std::string name_path = child(at, "name");
+    std::string name = expect_string(require(item, at, "name"), name_path);
+    if (!valid_vm_name(name))
+        fail(name_path, in_quotes(name) + ": invalid name (expected 1 to 32 characters from A-Z a-z 0-9 _ . -)");
+    if (name == "host") fail(name_path, "\"host\" is reserved (it names the host as a range owner)");
+    return name;
+}
+
 std::vector<std::string> parse_eal(const json& value, const std::string& path) {
     expect_array(value, path);
     std::vector<std::string> args;
@@ -294,10 +304,7 @@ std::vector<VmConfig> parse_vms(const json& value, const std::string& path, Devi
         VmConfig vm;
 
         const std::string name_path = child(at, "name");
-        vm.name = expect_string(require(item, at, "name"), name_path);
-        if (!valid_vm_name(vm.name))
-            fail(name_path, in_quotes(vm.name) + ": invalid name (expected 1 to 32 characters from A-Z a-z 0-9 _ . -)");
-        if (vm.name == "host") fail(name_path, "\"host\" is reserved (it names the host as a range owner)");
+        vm.name = parse_owner_name(item, at);
         if (auto [it, inserted] = name_index.emplace(vm.name, i); !inserted)
             fail(name_path, fmt::format("{} is already used by {}", in_quotes(vm.name), element(path, it->second)));
         names.push_back(vm.name);
@@ -508,10 +515,7 @@ std::vector<RemoteConfig> parse_remotes(const json& value, const std::string& pa
         check_keys(item, at, {"name", "host", "mac", "ranges"});
         RemoteConfig remote;
         const std::string name_path = child(at, "name");
-        remote.name = expect_string(require(item, at, "name"), name_path);
-        if (!valid_vm_name(remote.name))
-            fail(name_path, in_quotes(remote.name) + ": invalid name (expected 1 to 32 characters from A-Z a-z 0-9 _ . -)");
-        if (remote.name == "host") fail(name_path, "\"host\" is reserved (it names the host as a range owner)");
+        remote.name = parse_owner_name(item, at);
         for (size_t v = 0; v < config.vms.size(); ++v)
             if (config.vms[v].name == remote.name)
                 fail(name_path, fmt::format("{} is already used by vms[{}] (VMs and remotes share names)",
@@ -575,10 +579,7 @@ std::vector<GroupConfig> parse_groups(const json& value, const std::string& path
         check_keys(item, at, {"name", "members", "ranges"});
         GroupConfig group;
         const std::string name_path = child(at, "name");
-        group.name = expect_string(require(item, at, "name"), name_path);
-        if (!valid_vm_name(group.name))
-            fail(name_path, in_quotes(group.name) + ": invalid name (expected 1 to 32 characters from A-Z a-z 0-9 _ . -)");
-        if (group.name == "host") fail(name_path, "\"host\" is reserved (it names the host as a range owner)");
+        group.name = parse_owner_name(item, at);
         for (size_t n = 0; n < names.size(); ++n)
             if (names[n] == group.name)
                 fail(name_path, fmt::format("{} is already used by {}", in_quotes(group.name),
