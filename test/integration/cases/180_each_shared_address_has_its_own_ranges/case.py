@@ -29,6 +29,11 @@ to_first_25 = from_wire(IP(src=REMOTE_IP, dst=SHARED_IP) / TCP(sport=40004, dpor
 to_first_53 = from_wire(IP(src=REMOTE_IP, dst=SHARED_IP) / UDP(sport=40005, dport=53) / Raw(b"q"))
 to_second_22 = from_wire(IP(src=REMOTE_IP, dst=SECOND_IP) / TCP(sport=40006, dport=22, flags="S"))
 to_third_22 = from_wire(IP(src=REMOTE_IP, dst=THIRD_IP) / TCP(sport=40007, dport=22, flags="S"))  # nobody's
+# Not a shared address: the host's, whatever the port (tcp:80 is a VM's on the shared addresses).
+to_other_80 = from_wire(IP(src=REMOTE_IP, dst="192.0.2.99") / TCP(sport=40008, dport=80, flags="S"))
+# ARP for a further shared address is answered by the host alone, as for the first.
+arp_for_second = from_wire(ARP(op=1, hwsrc="02:00:00:00:00:fe", psrc="192.0.2.1", pdst=SECOND_IP),
+                           dst="ff:ff:ff:ff:ff:ff")
 
 
 def from_vm(n, l3):
@@ -55,16 +60,16 @@ def arp_out(frame):
 
 SEND = {
     "uplink": [to_first_80, to_second_80, to_third_80, to_third_25, to_first_25, to_first_53, to_second_22,
-               to_third_22],
+               to_third_22, to_other_80, arp_for_second],
     "web": [web_answers, web_wrong_address],
     "mail": [mail_answers, mail_third, mail_wrong_address, mail_arp, mail_arp_foreign],
 }
 EXPECT = {
     "web": [with_dst(to_first_80, vm_mac(1)), with_dst(to_first_53, vm_mac(1))],
     "mail": [with_dst(to_second_80, vm_mac(2)), with_dst(to_third_25, vm_mac(2))],
-    "host": [to_second_22],
+    "host": [to_second_22, to_other_80, arp_for_second],
     "uplink": [with_src(web_answers, UPLINK_MAC), with_src(mail_answers, UPLINK_MAC),
                with_src(mail_third, UPLINK_MAC), arp_out(mail_arp)],
 }
-EXPECT_STATS = {"rx_uplink": 8, "to_vm": 4, "to_host": 1, "drop_unmatched": 3, "drop_spoof_port": 2,
+EXPECT_STATS = {"rx_uplink": 10, "to_vm": 4, "to_host": 3, "drop_unmatched": 3, "drop_spoof_port": 2,
                 "drop_spoof_arp": 1, "to_uplink_from_vm": 4}
