@@ -115,8 +115,11 @@ Result<ChangeReport> SwitchState::add_remote(const std::string& name, const Ipv4
     while (slot < remotes_.size() && remotes_[slot].active) ++slot;
     if (slot >= kMaxRemotes || kFirstVmOwner + vm_count_ + slot >= kMaxOwners)
         return fail(fmt::format("too many remotes (at most {})", kMaxRemotes));
-    if (slot == remotes_.size()) remotes_.emplace_back();
-    remotes_[slot] = RemoteSlot{true, remote};
+    {
+        std::lock_guard<std::mutex> names(names_mutex_);
+        if (slot == remotes_.size()) remotes_.emplace_back();
+        remotes_[slot] = RemoteSlot{true, remote};
+    }
     rebuild_vxlan_locked();
     return publish_locked();
 }
@@ -130,7 +133,10 @@ Result<ChangeReport> SwitchState::remove_remote(const std::string& name) {
     if (owned != 0)
         return fail(fmt::format("remote \"{}\" still owns {} range{}: move or delete them first", name, owned,
                                 owned == 1 ? "" : "s"));
-    remotes_[*slot] = RemoteSlot{};
+    {
+        std::lock_guard<std::mutex> names(names_mutex_);
+        remotes_[*slot] = RemoteSlot{};
+    }
     rebuild_vxlan_locked();
     auto report = publish_locked();
     if (report) report.value().previous = name;
@@ -157,9 +163,9 @@ std::optional<OwnerId> SwitchState::owner_by_name(const std::string& name) const
     if (name == "host") return kHostOwner;
     for (size_t i = 0; i < config_.vms.size(); ++i)
         if (config_.vms[i].name == name) return vm_owner_id(i);
+    std::lock_guard<std::mutex> names(names_mutex_);
     for (size_t slot = 0; slot < remotes_.size(); ++slot)
         if (remotes_[slot].active && remotes_[slot].config.name == name) return remote_owner_id(slot);
-    std::lock_guard<std::mutex> names(names_mutex_);
     for (size_t g = 0; g < config_.groups.size(); ++g)
         if (config_.groups[g].name == name) return group_ids_[g];
     return std::nullopt;
@@ -169,8 +175,8 @@ std::string SwitchState::owner_name(OwnerId owner) const {
     if (owner == kHostOwner) return "host";
     if (owner >= kFirstVmOwner && static_cast<size_t>(owner - kFirstVmOwner) < config_.vms.size())
         return config_.vms[owner - kFirstVmOwner].name;
-    if (auto slot = remote_slot_of(owner)) return remotes_[*slot].config.name;
     std::lock_guard<std::mutex> names(names_mutex_);
+    if (auto slot = remote_slot_of(owner)) return remotes_[*slot].config.name;
     for (size_t g = 0; g < group_ids_.size(); ++g)
         if (group_ids_[g] == owner) return config_.groups[g].name;
     return "none";

@@ -153,9 +153,9 @@ private:
     uint64_t generation_ = 0;
     uint64_t firewall_builds_ = 0;
     SnapshotPublisher& publisher_;
-    // Groups: config_.groups[g] owns ranges as group_ids_[g] (stable while the group exists). Group names and
-    // ids change under both mutex_ and names_mutex_; owner_by_name/owner_name read them under names_mutex_
-    // alone, because they are also called with mutex_ held.
+    // Groups: config_.groups[g] owns ranges as group_ids_[g] (stable while the group exists). The names and
+    // ids of groups and of remotes (remotes_) change under both mutex_ and names_mutex_; owner_by_name and
+    // owner_name read them under names_mutex_ alone, because they are also called with mutex_ held.
     std::vector<OwnerId> group_ids_;
     mutable std::mutex names_mutex_;
     std::shared_ptr<const std::vector<LbGroup>> group_tables_;
