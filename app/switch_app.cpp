@@ -9,6 +9,7 @@
 #include <memory>
 #include <regex>
 #include <thread>
+#include <sys/resource.h>
 #include <vector>
 
 #include <fmt/format.h>
@@ -72,6 +73,16 @@ std::vector<std::string> pci_policy(const Config& config, const std::vector<std:
         }
     if (policy.empty()) policy.push_back("--no-pci");
     return policy;
+}
+
+// Every connected vhost-user guest holds a socket, two event descriptors per ring and its memory regions'
+// descriptors: a thousand VMs need far more than the default soft limit of 1,024 open files.
+void raise_open_file_limit() {
+    rlimit limit{};
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+    limit.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0)
+        PMX_LOG_WARN("cannot raise the open-file limit to {}: many vhost-user VMs may not connect", limit.rlim_max);
 }
 
 void init_eal(const CommandLine& command_line, const Config& config) {
@@ -139,6 +150,7 @@ int run_switch(const CommandLine& command_line, const Config& config) {
     try {
         init_eal(command_line, config);
         log_init();
+        raise_open_file_limit();
         unsigned lcore;
         RTE_LCORE_FOREACH_WORKER(lcore) worker_lcores.push_back(lcore);
         if (worker_lcores.empty())
@@ -160,7 +172,14 @@ int run_switch(const CommandLine& command_line, const Config& config) {
         shared.pool = ports->pool();
         shared.indirect_pool = ports->indirect_pool();
         shared.uplink_mac = ports->uplink().mac;
-        shared.port_count = static_cast<uint16_t>(ports->ports().size());
+        shared.port_count = static_cast<uint16_t>(kFirstVmPortIndex + kMaxVms);
+        shared.worker_count = static_cast<unsigned>(worker_lcores.size());
+        shared.vhost = &ports->vhost_slots();
+        shared.offload.direct_pool = ports->pool();
+        shared.offload.indirect_pool = ports->indirect_pool();
+        shared.offload.mtu = shared.mtu;
+        // A vhost device going away now waits for the workers before the library frees it.
+        ports->vhost_ports().attach_workers(g_lifetime->publisher->rcu());
         // The host's limit is shared among the workers: the uplink's RSS spreads its traffic over them.
         shared.host_rate_pps = config.host.rate_limit_pps == 0
                                    ? 0

@@ -23,6 +23,10 @@ constexpr unsigned kMempoolCache = 256;
 constexpr unsigned kHandoffRingSize = 1024;
 // Fragments held for reassembly per worker, plus copies and answers in flight.
 constexpr unsigned kPerWorkerSpare = 4096 * 2 + 4 * kBurstSize;
+// vhost-user VMs hold no descriptors of portmux's pool (the library copies into the guests' buffers);
+// per worker, a dequeued burst, a guest's TSO frame (64 KiB in 2 KiB mbufs) and its segments' headers
+// are in flight at once.
+constexpr unsigned kPerWorkerVhost = 4 * kBurstSize + 2 * 33 + 2 * kMaxGuestSegments;
 
 std::string port_label(const Port& port) {
     return port.role == PortRole::kVm ? fmt::format("VM \"{}\"", port.name) : port.name;
@@ -30,7 +34,9 @@ std::string port_label(const Port& port) {
 
 }  // namespace
 
-PortSet::PortSet(const Config& config, unsigned workers) : workers_(std::max(1u, workers)) {
+PortSet::PortSet(const Config& config, unsigned workers)
+    : workers_(std::max(1u, workers)), vhost_slots_(std::make_unique<VhostSlots>()) {
+    vhost_ports_ = std::make_unique<VhostUserPorts>(*vhost_slots_);
     Port uplink;
     uplink.name = "uplink";
     uplink.role = PortRole::kUplink;
@@ -54,50 +60,59 @@ PortSet::PortSet(const Config& config, unsigned workers) : workers_(std::max(1u,
         port.is_vhost = !vm.vhost.empty();
         port.vhost_path = vm.vhost;
         port.vhost_mode = vm.vhost_mode;
-        if (port.is_vhost) {
-            prepare_vhost_socket(vm);
-            port.devargs = vhost_devargs(vm);
-        } else {
-            port.devargs = vm.device;
-        }
+        if (!port.is_vhost) port.devargs = vm.device;
         ports_.push_back(port);
     }
     for (size_t i = 0; i < ports_.size(); ++i) ports_[i].index = static_cast<uint16_t>(i);
-    // Every VM port is an ethdev, and DPDK is built with a fixed number of them (32 in Debian's build):
-    // say so plainly instead of letting a probe fail with "Cannot allocate memory".
-    if (ports_.size() > RTE_MAX_ETHPORTS)
-        throw StartupError(fmt::format("{} VMs configured, but this DPDK build has room for {} ports: the uplink, the "
-                                       "host and at most {} VMs (RTE_MAX_ETHPORTS)",
-                                       config.vms.size(), RTE_MAX_ETHPORTS, RTE_MAX_ETHPORTS - 2));
+    if (config.vms.size() > kMaxVms)
+        throw StartupError(fmt::format("{} VMs configured, at most {}", config.vms.size(), kMaxVms));
+    // `device` VMs are ethdevs, and DPDK is built with a fixed number of them (32 in Debian's build): say
+    // so plainly instead of letting a probe fail with "Cannot allocate memory". vhost-user VMs are not.
+    const size_t ethdevs = static_cast<size_t>(std::count_if(ports_.begin(), ports_.end(),
+                                                             [](const Port& p) { return !p.is_vhost; }));
+    if (ethdevs > RTE_MAX_ETHPORTS)
+        throw StartupError(fmt::format("{} VMs with a \"device\", but this DPDK build has room for {} ethdev ports: "
+                                       "the uplink, the host and at most {} device VMs (RTE_MAX_ETHPORTS); "
+                                       "vhost-user VMs do not count",
+                                       ethdevs - 2, RTE_MAX_ETHPORTS, RTE_MAX_ETHPORTS - 2));
+
+    // A vhost socket that cannot be made is a configuration mistake: say so before any device starts.
+    for (const VmConfig& vm : config.vms)
+        if (!vm.vhost.empty()) prepare_vhost_socket(vm);
 
     try {
-        // Probe everything first: queue counts depend on what each device supports, and the pool size on
+        // Probe every ethdev first: queue counts depend on what each device supports, and the pool size on
         // the queue counts.
         for (Port& port : ports_) {
+            if (port.is_vhost) continue;
             try {
                 port.eth_port = probe_ethdev(port.devargs);
             } catch (const StartupError& e) {
                 throw StartupError(fmt::format("{}: {}", port_label(port), e.what()));
             }
             for (const Port& other : ports_)
-                if (other.probed && other.eth_port == port.eth_port)
+                if (other.probed && !other.is_vhost && other.eth_port == port.eth_port)
                     throw StartupError(fmt::format("{}: device \"{}\" is already used by {}", port_label(port),
                                                    port.devargs, port_label(other)));
             port.probed = true;
             EthdevLimits limits = query_ethdev(port.eth_port);
             bool rss = port.role == PortRole::kUplink && workers_ > 1 && limits.max_rx_queues >= workers_;
             port.rx_queues = static_cast<uint16_t>(rss ? workers_ : 1);
-            // vhost-user: the guest decides how many queue pairs it enables, so use one and hand packets to
-            // its owner; other devices get a tx queue per worker when they have enough.
-            bool per_worker_tx = !port.is_vhost && limits.max_tx_queues >= workers_;
+            // A tx queue per worker when the device has enough.
+            bool per_worker_tx = limits.max_tx_queues >= workers_;
             port.tx_queues = static_cast<uint16_t>(per_worker_tx ? workers_ : 1);
         }
 
         unsigned mbufs = 0;
-        for (const Port& port : ports_) mbufs += (port.rx_queues + port.tx_queues) * kDescriptorsPerQueue;
-        for (const Port& port : ports_)
+        for (const Port& port : ports_) {
+            if (port.is_vhost) continue;
+            mbufs += (port.rx_queues + port.tx_queues) * kDescriptorsPerQueue;
             if (port.tx_queues < workers_) mbufs += (workers_ - 1) * kHandoffRingSize;
-        mbufs += workers_ * (kPerWorkerSpare + static_cast<unsigned>(ports_.size()) * kBurstSize);
+        }
+        // Each worker may buffer a burst per ethdev it wrote to in one iteration. Frames buffered for VMs came
+        // from rx queues counted above; flooded copies to VMs are sent at once (Worker::flood), so neither
+        // grows with the number of VMs.
+        mbufs += workers_ * (kPerWorkerSpare + kPerWorkerVhost + static_cast<unsigned>(ethdevs) * kBurstSize);
         mbufs += rte_lcore_count() * kMempoolCache * 2;
         int socket = static_cast<int>(rte_socket_id());
         pool_ = rte_pktmbuf_pool_create("pmx_mbufs", mbufs, kMempoolCache, 0, RTE_MBUF_DEFAULT_BUF_SIZE, socket);
@@ -139,7 +154,21 @@ PortSet::PortSet(const Config& config, unsigned workers) : workers_(std::max(1u,
             PMX_LOG_WARN("host port: cannot give it the uplink MAC {}: {}", up.mac.to_string(), rte_strerror(-rc));
         host_port.mac = up.mac;
 
-        for (Port& port : ports_) open_port(port);
+        for (Port& port : ports_)
+            if (!port.is_vhost) open_port(port);
+        for (size_t i = 0; i < config.vms.size(); ++i)
+            if (!config.vms[i].vhost.empty()) vhost_ports_->add(i, config.vms[i]);
+        const size_t vhost_vms = vhost_ports_->registered();
+        if (vhost_vms != 0) {
+            // The library polls its sockets with one set of 1,024 descriptors: a listening socket per
+            // server-mode VM and one per connection. Beyond that a guest cannot connect; say so at start.
+            const size_t worst = vhost_ports_->server_sockets() + vhost_vms + 1;
+            if (worst > kMaxVms)
+                PMX_LOG_WARN("{} vhost-user VMs ({} in server mode): at most {} of them can be connected at once "
+                             "(the vhost library polls 1,024 descriptors; server mode uses one more per VM)",
+                             vhost_vms, vhost_ports_->server_sockets(), kMaxVms - 1 - vhost_ports_->server_sockets());
+            PMX_LOG_INFO("{} vhost-user VM port(s) registered", vhost_vms);
+        }
         // The uplink must see broadcast and multicast (ARP, neighbour discovery).
         rte_eth_allmulticast_enable(up.eth_port);
     } catch (...) {
@@ -150,6 +179,7 @@ PortSet::PortSet(const Config& config, unsigned workers) : workers_(std::max(1u,
 
 PortSet::~PortSet() {
     close();
+    vhost_ports_.reset();
     for (rte_ring* ring : rings_) rte_ring_free(ring);
     rte_mempool_free(indirect_pool_);
     rte_mempool_free(pool_);
@@ -165,10 +195,12 @@ std::vector<WorkerSetup> PortSet::plan_workers() {
     std::vector<WorkerSetup> setups(workers_);
     for (unsigned w = 0; w < workers_; ++w) {
         setups[w].worker_id = w;
-        setups[w].tx.resize(ports_.size());
+        // Every VM slot has a route, so a VM added at runtime needs no new plan; slots default to vhost.
+        setups[w].tx.resize(kFirstVmPortIndex + kMaxVms);
     }
     unsigned next_worker = 0;
     for (const Port& port : ports_) {
+        if (port.is_vhost) continue;
         unsigned rx_owner = next_worker;
         if (port.rx_queues == workers_ && workers_ > 1) {
             for (unsigned q = 0; q < port.rx_queues; ++q)
@@ -181,6 +213,7 @@ std::vector<WorkerSetup> PortSet::plan_workers() {
         for (unsigned w = 0; w < workers_; ++w) {
             TxRoute& route = setups[w].tx[port.index];
             route.eth_port = port.eth_port;
+            route.kind = TxKind::kEthdev;
             if (port.tx_queues == workers_) {
                 route.queue = static_cast<uint16_t>(w);
             } else if (w == rx_owner) {
@@ -192,6 +225,7 @@ std::vector<WorkerSetup> PortSet::plan_workers() {
                 if (ring == nullptr)
                     throw StartupError(fmt::format("cannot create handoff ring {}: {}", name, rte_strerror(rte_errno)));
                 rings_.push_back(ring);
+                route.kind = TxKind::kHandoff;
                 route.handoff = ring;
                 setups[rx_owner].handoff_in.push_back({ring, port.index});
             }
@@ -201,6 +235,7 @@ std::vector<WorkerSetup> PortSet::plan_workers() {
 }
 
 bool PortSet::link_up(uint16_t index) const {
+    if (ports_[index].is_vhost) return vhost_ports_->link_up(index - kFirstVmPortIndex);
     rte_eth_link link{};
     if (rte_eth_link_get_nowait(ports_[index].eth_port, &link) != 0) return false;
     return link.link_status == RTE_ETH_LINK_UP;
@@ -209,6 +244,10 @@ bool PortSet::link_up(uint16_t index) const {
 void PortSet::close() {
     if (closed_) return;
     closed_ = true;
+    // vhost-user sockets first: their guests are detached before the pool they were served from goes.
+    if (vhost_ports_)
+        for (const Port& port : ports_)
+            if (port.is_vhost) vhost_ports_->remove(port.index - kFirstVmPortIndex);
     for (const Port& port : ports_)
         if (port.probed) stop_and_close_ethdev(port.eth_port);
 }

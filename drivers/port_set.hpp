@@ -7,8 +7,10 @@
 #include <vector>
 
 #include "config/config.hpp"
-#include "pipeline/worker.hpp"
 #include "core/port.hpp"
+#include "pipeline/worker.hpp"
+#include "ports/vhost_slots.hpp"
+#include "vhost_user.hpp"
 
 struct rte_mempool;
 struct rte_ring;
@@ -17,8 +19,9 @@ namespace portmux {
 
 class PortSet {
 public:
-    // Probes the uplink, the host port and every VM port, creates the mbuf pools sized for them and starts
-    // the ports with queues for `workers` workers. Throws StartupError with one clear line on failure
+    // Probes the uplink, the host port and every `device` VM, registers every vhost-user VM's socket with
+    // the vhost library, creates the mbuf pools sized for them and starts the ethdevs with queues for
+    // `workers` workers. Throws StartupError with one clear line on failure
     // (ports opened so far are closed again). Control side, once.
     PortSet(const Config& config, unsigned workers);
     ~PortSet();
@@ -29,14 +32,18 @@ public:
     const Port& uplink() const { return ports_[kUplinkPortIndex]; }
     rte_mempool* pool() const { return pool_; }
     rte_mempool* indirect_pool() const { return indirect_pool_; }
+    VhostSlots& vhost_slots() { return *vhost_slots_; }
+    const VhostUserPorts& vhost_ports() const { return *vhost_ports_; }
+    VhostUserPorts& vhost_ports() { return *vhost_ports_; }
 
-    // Which worker polls which rx queue and how each worker reaches each port's tx queues. The uplink's
-    // rx queues (RSS) go one per worker; every other port's single rx queue goes round-robin. A port
-    // with fewer tx queues than workers is transmitted by the worker that polls it; the others hand it
-    // packets through single-producer/single-consumer rings created here.
+    // Which worker polls which ethdev rx queue and how each worker reaches each port's tx queues. The
+    // uplink's rx queues (RSS) go one per worker; every other ethdev's single rx queue goes round-robin. An
+    // ethdev with fewer tx queues than workers is transmitted by the worker that polls it; the others hand
+    // it packets through single-producer/single-consumer rings created here. vhost-user VMs are not in the
+    // plan: the workers poll them from VhostSlots (every VM slot's route defaults to vhost).
     std::vector<WorkerSetup> plan_workers();
 
-    // Current link state of a port (vhost-user: a guest is connected). Control side.
+    // Current link state of a port (vhost-user: a guest is connected and ready). Control side.
     bool link_up(uint16_t index) const;
 
     // Stops and closes every port (pcap files are flushed). Idempotent; the destructor calls it.
@@ -47,6 +54,9 @@ private:
 
     unsigned workers_;
     std::vector<Port> ports_;
+    std::unique_ptr<VhostSlots> vhost_slots_;
+    std::unique_ptr<VhostUserPorts> vhost_ports_;
+
     std::vector<rte_ring*> rings_;
     rte_mempool* pool_ = nullptr;
     rte_mempool* indirect_pool_ = nullptr;

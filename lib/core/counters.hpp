@@ -37,7 +37,11 @@ namespace portmux {
     X(lb_new_flows, "flows to a load-balanced group given a member (new, or their member became unusable)") \
     X(lb_flow_hits, "packets to a load-balanced group that found their flow in the connection table")   \
     X(lb_evictions, "live connection-table entries replaced because their bucket was full")             \
-    X(drop_group_empty, "dropped: a load-balanced group has no usable member for the flow")
+    X(drop_group_empty, "dropped: a load-balanced group has no usable member for the flow")                \
+    X(guest_csum_completed, "frames from VMs whose partial TCP/UDP checksum portmux completed (offload)")   \
+    X(guest_tso_frames, "TSO frames from VMs cut into MTU-sized segments (each segment is then counted)")  \
+    X(guest_tso_segments, "segments made from guests' TSO frames")                                         \
+    X(drop_guest_offload, "dropped from a VM: an offload portmux cannot finish, or a frame above the MTU")
 
 enum class SwitchCounter : uint16_t {
 #define PORTMUX_ENUM(name, desc) name,
@@ -54,7 +58,9 @@ enum class SwitchCounter : uint16_t {
     X(tx_bytes, "bytes sent by portmux on this port")               \
     X(tx_dropped, "frames for this port dropped at transmit")       \
     X(dropped_disabled, "frames for this port dropped: VM disabled") \
-    X(dropped_spoof, "frames from this port dropped by the egress checks")
+    X(dropped_spoof, "frames from this port dropped by the egress checks") \
+    X(dropped_offload, "frames from this port dropped: an offload portmux cannot finish, or above the MTU") \
+    X(tx_retries, "transmit bursts retried because the VM's ring was full")
 
 enum class PortCounter : uint16_t {
 #define PORTMUX_ENUM(name, desc) name,

@@ -18,6 +18,7 @@
 #include <rte_prefetch.h>
 #include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
+#include <rte_vhost.h>
 
 #include "pipeline/ingress_decision.hpp"
 #include "pipeline/parse.hpp"
@@ -42,6 +43,12 @@ constexpr uint16_t kMaxRefragments = 64;
 // Connection-table buckets swept for expired flows at each expiry check (every 10 ms): a sequential pass over
 // 160 KiB, so a table of 65,536 entries is swept in 160 ms for about a thousandth of the worker's time.
 constexpr uint32_t kConnSweepBuckets = 1024;
+// vhost queues: how many idle ("cold") queues are polled per loop iteration, and after how many empty
+// polls in a row a busy ("hot") queue goes back among them. With 1,024 idle VMs a worker spends about as
+// long on VM queues per iteration as with 8, and an idle VM's first frame waits at most
+// (cold queues / kColdPollsPerIteration) iterations.
+constexpr size_t kColdPollsPerIteration = 8;
+constexpr uint32_t kHotEmptyPollsBeforeCold = 1024;
 
 // Which shared address's range table applies: the IPv4 destination (inbound) or source (from a VM) picks it;
 // IPv6 and a single address always use table 0. A frame of no shared address also gets 0 (it was planned
@@ -61,6 +68,10 @@ Worker::Worker(WorkerSetup setup, const WorkerShared& shared)
       tx_buffers_(shared.port_count),
       pending_(std::make_unique<uint16_t[]>(shared.port_count)),
       death_row_(std::make_unique<rte_ip_frag_death_row>()) {
+    // Rebuilding the poll lists must not allocate in the common case.
+    hot_.reserve(2 * kMaxVms);
+    cold_.reserve(2 * kMaxVms);
+    previously_hot_.reserve(2 * kMaxVms);
     std::memset(death_row_.get(), 0, sizeof(rte_ip_frag_death_row));
     uint64_t hz = rte_get_tsc_hz();
     uint64_t timeout_cycles = (hz + 999) / 1000 * kFragTimeoutMs;
@@ -106,6 +117,7 @@ int Worker::run() {
                 case PortRole::kVm: handle_vm(*snap, poll.port_index, pkts, n); break;
             }
         }
+        if (shared_.vhost != nullptr) poll_vhost(*snap);
         drain_handoffs();
         flush_all();
         publish_counts();
@@ -352,6 +364,8 @@ void Worker::flood(const Snapshot& snap, rte_mbuf* m) {
         const OwnerTarget& target = snap.owners[owner];
         // One copy per VM port: a VM served by its backup (its port is down) adds none to the backup's.
         if (target.kind != OwnerKind::kVm || target.port != vm_port_index(owner - kFirstVmOwner)) continue;
+        // A vhost-user VM without a guest would only count the copy as a transmit drop.
+        if (!vm_port_connected(target.port)) continue;
         rte_mbuf* copy = rte_pktmbuf_copy(m, shared_.pool, 0, UINT32_MAX);
         if (copy == nullptr) {
             counters_->add(SwitchCounter::drop_no_mbuf);
@@ -362,6 +376,8 @@ void Worker::flood(const Snapshot& snap, rte_mbuf* m) {
             std::memcpy(&copy_eth->dst_addr, target.mac.bytes.data(), RTE_ETHER_ADDR_LEN);
         }
         send(target.port, copy);
+        // With a thousand VMs, a burst of ARP replies buffered per VM would hold tens of thousands of copies.
+        if (setup_.tx[target.port].kind == TxKind::kVhost) flush(target.port);
     }
     if (!take_host_token()) {
         // The frame is accounted for once, in `flooded` (the VMs got their copies); the host's missing copy
@@ -481,7 +497,7 @@ void Worker::handle_host(rte_mbuf** pkts, uint16_t n) {
     for (uint16_t i = 0; i < n; ++i) send(kUplinkPortIndex, pkts[i]);
 }
 
-// From a VM: the egress checks, then the VM's frame is made to look like the uplink's own.
+// From a VM: its offloads finished, the egress checks, then the VM's frame is made to look like the uplink's own.
 void Worker::handle_vm(const Snapshot& snap, uint16_t port_index, rte_mbuf** pkts, uint16_t n) {
     const OwnerId self = vm_owner_id(port_index - kFirstVmPortIndex);
     const bool enabled = self < snap.owners.size() && snap.owners[self].enabled;
@@ -491,38 +507,163 @@ void Worker::handle_vm(const Snapshot& snap, uint16_t port_index, rte_mbuf** pkt
         return;
     }
     alignas(8) uint8_t scratch[kParseWindow];
+    const uint32_t max_frame = RTE_ETHER_HDR_LEN + shared_.offload.mtu;
     for (uint16_t i = 0; i < n; ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
     for (uint16_t i = 0; i < n; ++i) {
         rte_mbuf* m = pkts[i];
-        ParsedFrame parsed = parse(m, scratch);
-        // The rewrites below touch only headers; they must be contiguous (they are, but for exotic chains).
-        if (rte_pktmbuf_data_len(m) < rte_pktmbuf_pkt_len(m) && rte_pktmbuf_data_len(m) < kParseWindow &&
-            rte_pktmbuf_linearize(m) != 0) {
-            drop(m, SwitchCounter::drop_malformed);
-            continue;
-        }
-        if (snap.translation != nullptr && parsed.has_ports &&
-            (parsed.ip_proto == kIpProtoTcp || parsed.ip_proto == kIpProtoUdp) &&
-            shared_address_index(snap.shared, parsed, true) == 0) {
-            // A translated range: the VM answers from its inner port, the wire must see the outer one.
-            const L4Proto proto = parsed.ip_proto == kIpProtoTcp ? L4Proto::kTcp : L4Proto::kUdp;
-            const uint16_t outer = snap.translation->outbound(self, proto, parsed.src_port);
-            if (outer != parsed.src_port) {
-                rewrite_l4_port(rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m), parsed, true, outer);
-                parsed.src_port = outer;
+        if (__builtin_expect(guest_frame_needs_work(m, max_frame), 0)) {
+            rte_mbuf* segments[kMaxGuestSegments];
+            const bool partial = (m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK) == RTE_MBUF_F_RX_L4_CKSUM_NONE;
+            const GuestOffloadOutcome done = finish_guest_frame(shared_.offload, m, segments);
+            switch (done.result) {
+                case GuestOffloadResult::kUnsupported:
+                    counters_->add(port_index, PortCounter::dropped_offload);
+                    drop(m, SwitchCounter::drop_guest_offload);
+                    continue;
+                case GuestOffloadResult::kNoMbuf: drop(m, SwitchCounter::drop_no_mbuf); continue;
+                case GuestOffloadResult::kDone:
+                    if (partial) count(SwitchCounter::guest_csum_completed);
+                    break;
+                case GuestOffloadResult::kSegmented:
+                    count(SwitchCounter::guest_tso_frames);
+                    burst_counts_[static_cast<size_t>(SwitchCounter::guest_tso_segments)] += done.count;
+                    burst_counts_[static_cast<size_t>(SwitchCounter::drop_no_mbuf)] += done.dropped;
+                    for (uint16_t s = 0; s < done.count; ++s) vm_frame(snap, port_index, self, segments[s], scratch);
+                    continue;
             }
+            m = segments[0];
         }
-        EgressDecision decision = check_vm_egress(parsed, snap.shared, snap.table_at, self, snap.owners.data(),
-                                                  snap.groups ? snap.groups->data() : nullptr);
-        if (!decision.forward) {
-            counters_->add(port_index, PortCounter::dropped_spoof);
-            drop(m, decision.drop_reason);
-            continue;
-        }
-        rewrite_vm_egress(rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m), parsed, shared_.uplink_mac);
-        counters_->add(SwitchCounter::to_uplink_from_vm);
-        send(kUplinkPortIndex, m);
+        vm_frame(snap, port_index, self, m, scratch);
     }
+}
+
+void Worker::vm_frame(const Snapshot& snap, uint16_t port_index, OwnerId self, rte_mbuf* m, uint8_t* scratch) {
+    ParsedFrame parsed = parse(m, scratch);
+    // The rewrites below touch only headers; they must be contiguous (they are, but for exotic chains).
+    if (rte_pktmbuf_data_len(m) < rte_pktmbuf_pkt_len(m) && rte_pktmbuf_data_len(m) < kParseWindow &&
+        rte_pktmbuf_linearize(m) != 0) {
+        drop(m, SwitchCounter::drop_malformed);
+        return;
+    }
+    if (snap.translation != nullptr && parsed.has_ports &&
+        (parsed.ip_proto == kIpProtoTcp || parsed.ip_proto == kIpProtoUdp) &&
+        shared_address_index(snap.shared, parsed, true) == 0) {
+        // A translated range: the VM answers from its inner port, the wire must see the outer one.
+        const L4Proto proto = parsed.ip_proto == kIpProtoTcp ? L4Proto::kTcp : L4Proto::kUdp;
+        const uint16_t outer = snap.translation->outbound(self, proto, parsed.src_port);
+        if (outer != parsed.src_port) {
+            rewrite_l4_port(rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m), parsed, true, outer);
+            parsed.src_port = outer;
+        }
+    }
+    EgressDecision decision = check_vm_egress(parsed, snap.shared, snap.table_at, self, snap.owners.data(),
+                                              snap.groups ? snap.groups->data() : nullptr);
+    if (!decision.forward) {
+        counters_->add(port_index, PortCounter::dropped_spoof);
+        drop(m, decision.drop_reason);
+        return;
+    }
+    rewrite_vm_egress(rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m), parsed, shared_.uplink_mac);
+    count(SwitchCounter::to_uplink_from_vm);
+    send(kUplinkPortIndex, m);
+}
+
+// The lists of vhost queues this worker owns: guest-to-host queue pair q of VM v belongs to worker
+// (v + q) % workers, so a guest's queues spread over the workers and each queue has one poller (its
+// frames keep their order). Rebuilt here, by the worker itself, whenever the slots' layout changes.
+void Worker::rebuild_vhost_polls() {
+    previously_hot_.swap(hot_);
+    hot_.clear();
+    cold_.clear();
+    cold_cursor_ = 0;
+    for (uint16_t vm = 0; vm < kMaxVms; ++vm) {
+        const VhostSlot& slot = shared_.vhost->slot(vm);
+        if (!slot.configured.load(std::memory_order_acquire) || slot.vid.load(std::memory_order_acquire) < 0)
+            continue;
+        const uint64_t mask = slot.rx_queue_mask.load(std::memory_order_acquire);
+        for (uint16_t q = 0; q < kMaxGuestQueuePairs; ++q) {
+            if ((mask & (1ULL << q)) == 0 || (vm + q) % shared_.worker_count != setup_.worker_id) continue;
+            // A queue that was busy stays among the hot ones: a guest connecting elsewhere must not slow it.
+            const bool was_hot = std::any_of(previously_hot_.begin(), previously_hot_.end(),
+                                             [&](const VhostPoll& p) { return p.vm == vm && p.queue_pair == q; });
+            (was_hot ? hot_ : cold_).push_back(VhostPoll{vm, q, 0});
+        }
+    }
+    previously_hot_.clear();
+}
+
+void Worker::poll_vhost(const Snapshot& snap) {
+    const uint64_t layout = shared_.vhost->layout();
+    if (layout != vhost_layout_) {
+        rebuild_vhost_polls();
+        vhost_layout_ = layout;
+    }
+    for (size_t i = 0; i < hot_.size();) {
+        VhostPoll& poll = hot_[i];
+        if (poll_vhost_queue(snap, poll.vm, poll.queue_pair)) {
+            poll.empty_polls = 0;
+            ++i;
+        } else if (++poll.empty_polls >= kHotEmptyPollsBeforeCold) {
+            cold_.push_back(VhostPoll{poll.vm, poll.queue_pair, 0});
+            hot_[i] = hot_.back();
+            hot_.pop_back();
+        } else {
+            ++i;
+        }
+    }
+    const size_t budget = std::min(kColdPollsPerIteration, cold_.size());
+    for (size_t done = 0; done < budget && !cold_.empty(); ++done) {
+        if (cold_cursor_ >= cold_.size()) cold_cursor_ = 0;
+        const VhostPoll poll = cold_[cold_cursor_];
+        if (poll_vhost_queue(snap, poll.vm, poll.queue_pair)) {
+            // Busy again: polled every iteration from now on.
+            hot_.push_back(poll);
+            cold_[cold_cursor_] = cold_.back();
+            cold_.pop_back();
+        } else {
+            ++cold_cursor_;
+        }
+    }
+}
+
+// Returns true when the queue had frames.
+bool Worker::poll_vhost_queue(const Snapshot& snap, uint16_t vm, uint16_t queue_pair) {
+    const int vid = shared_.vhost->slot(vm).vid.load(std::memory_order_acquire);
+    if (vid < 0) return false;
+    rte_mbuf* pkts[kBurstSize];
+    const uint16_t n = rte_vhost_dequeue_burst(vid, static_cast<uint16_t>(2 * queue_pair + 1), shared_.pool, pkts,
+                                               kBurstSize);
+    if (n == 0) return false;
+    const uint16_t port_index = vm_port_index(vm);
+    uint64_t bytes = 0;
+    for (uint16_t i = 0; i < n; ++i) bytes += rte_pktmbuf_pkt_len(pkts[i]);
+    counters_->add(port_index, PortCounter::rx_packets, n);
+    counters_->add(port_index, PortCounter::rx_bytes, bytes);
+    handle_vm(snap, port_index, pkts, n);
+    return true;
+}
+
+bool Worker::vm_port_connected(uint16_t port_index) const {
+    if (setup_.tx[port_index].kind != TxKind::kVhost) return true;
+    return shared_.vhost != nullptr &&
+           shared_.vhost->slot(port_index - kFirstVmPortIndex).vid.load(std::memory_order_acquire) >= 0;
+}
+
+// The library copies the frames into the guest's buffers: every mbuf is still ours afterwards. One retry
+// when the guest's ring is full (it may be draining it right now), counted.
+uint16_t Worker::transmit_vhost(uint16_t port_index, rte_mbuf** pkts, uint16_t count) {
+    if (shared_.vhost == nullptr) return 0;
+    const VhostSlot& slot = shared_.vhost->slot(port_index - kFirstVmPortIndex);
+    const int vid = slot.vid.load(std::memory_order_acquire);
+    const uint16_t queues = slot.tx_queues.load(std::memory_order_acquire);
+    if (vid < 0 || queues == 0) return 0;
+    const uint16_t vring = static_cast<uint16_t>(2 * (setup_.worker_id % queues));
+    uint16_t sent = rte_vhost_enqueue_burst(vid, vring, pkts, count);
+    if (sent < count) {
+        counters_->add(port_index, PortCounter::tx_retries);
+        sent = static_cast<uint16_t>(sent + rte_vhost_enqueue_burst(vid, vring, pkts + sent, count - sent));
+    }
+    return sent;
 }
 
 void Worker::drain_handoffs() {
@@ -570,13 +711,17 @@ void Worker::flush(uint16_t port_index) {
     if (buffer.count == 0) return;
     const TxRoute& route = setup_.tx[port_index];
     uint16_t sent;
-    if (route.handoff != nullptr) {
+    if (route.kind == TxKind::kHandoff) {
         sent = static_cast<uint16_t>(
             rte_ring_sp_enqueue_burst(route.handoff, reinterpret_cast<void**>(buffer.pkts), buffer.count, nullptr));
     } else {
         uint64_t bytes = 0;
         for (uint16_t i = 0; i < buffer.count; ++i) bytes += rte_pktmbuf_pkt_len(buffer.pkts[i]);
-        sent = rte_eth_tx_burst(route.eth_port, route.queue, buffer.pkts, buffer.count);
+        if (route.kind == TxKind::kVhost) {
+            sent = transmit_vhost(port_index, buffer.pkts, buffer.count);
+        } else {
+            sent = rte_eth_tx_burst(route.eth_port, route.queue, buffer.pkts, buffer.count);
+        }
         for (uint16_t i = sent; i < buffer.count; ++i) bytes -= rte_pktmbuf_pkt_len(buffer.pkts[i]);
         counters_->add(port_index, PortCounter::tx_packets, sent);
         counters_->add(port_index, PortCounter::tx_bytes, bytes);
@@ -586,8 +731,10 @@ void Worker::flush(uint16_t port_index) {
         uint16_t unsent = static_cast<uint16_t>(buffer.count - sent);
         counters_->add(port_index, PortCounter::tx_dropped, unsent);
         counters_->add(SwitchCounter::drop_tx, unsent);
-        rte_pktmbuf_free_bulk(buffer.pkts + sent, unsent);
+        if (route.kind != TxKind::kVhost) rte_pktmbuf_free_bulk(buffer.pkts + sent, unsent);
     }
+    // vhost copied what it sent; the rest was counted above.
+    if (route.kind == TxKind::kVhost) rte_pktmbuf_free_bulk(buffer.pkts, buffer.count);
     buffer.count = 0;
 }
 

@@ -11,7 +11,9 @@
 #include "core/port_index.hpp"
 #include "core/worker_counters.hpp"
 #include "pipeline/connection_table.hpp"
+#include "pipeline/guest_offload.hpp"
 #include "pipeline/parsed_frame.hpp"
+#include "ports/vhost_slots.hpp"
 #include "tables/snapshot.hpp"
 
 struct rte_mbuf;
@@ -34,9 +36,12 @@ struct RxPoll {
     uint16_t queue = 0;
 };
 
-// How this worker transmits to one port: its own tx queue, or (when the port has fewer tx queues than
-// there are workers) a single-producer ring to the worker that owns the port's only tx queue.
+// How this worker transmits to one port: an ethdev's tx queue of its own, a single-producer ring to the
+// worker that owns the port's only tx queue (an ethdev with fewer tx queues than workers), or a vhost-user
+// VM's host-to-guest queue (worker w uses queue w % the guest's enabled queues; see ports/vhost_slots.hpp).
+enum class TxKind : uint8_t { kEthdev, kHandoff, kVhost };
 struct TxRoute {
+    TxKind kind = TxKind::kVhost;  // VM slots without an ethdev are vhost-user ports
     uint16_t eth_port = 0;
     uint16_t queue = 0;
     rte_ring* handoff = nullptr;
@@ -55,7 +60,10 @@ struct WorkerShared {
     rte_mempool* pool = nullptr;           // copies (flooding), answers (reject), fragments' headers
     rte_mempool* indirect_pool = nullptr;  // fragment payloads when a reassembled datagram is split again
     MacAddr uplink_mac{};
-    uint16_t port_count = 0;  // dense ports: uplink, host, VMs
+    uint16_t port_count = 0;  // dense ports: uplink, host, then kMaxVms VM slots
+    unsigned worker_count = 1;
+    VhostSlots* vhost = nullptr;     // the vhost-user VM ports (null: none can exist)
+    GuestOffloadContext offload;     // finishing guests' checksum and TSO frames before the uplink
     uint16_t mtu = 1500;      // largest IP packet sent to a VM or the host without fragmenting it
     uint32_t host_rate_pps = 0;  // frames per second this worker may hand to the host port (0: no limit)
     ConnectionsConfig connections;  // each worker's connection table for load-balanced groups
@@ -94,7 +102,15 @@ private:
     void handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n);
     void handle_host(rte_mbuf** pkts, uint16_t n);
     void handle_vm(const Snapshot& snap, uint16_t port_index, rte_mbuf** pkts, uint16_t n);
+    // One frame from VM `self` (offloads already finished): egress checks, rewrite, to the uplink.
+    void vm_frame(const Snapshot& snap, uint16_t port_index, OwnerId self, rte_mbuf* m, uint8_t* scratch);
     void drain_handoffs();
+    // vhost-user VMs' guest-to-host queues (docs/architecture.md "Polling many VMs").
+    void poll_vhost(const Snapshot& snap);
+    bool poll_vhost_queue(const Snapshot& snap, uint16_t vm, uint16_t queue_pair);
+    void rebuild_vhost_polls();
+    uint16_t transmit_vhost(uint16_t port_index, rte_mbuf** pkts, uint16_t count);
+    bool vm_port_connected(uint16_t port_index) const;
 
     // Parses an mbuf, linearising the first bytes of a chained mbuf into `scratch`.
     ParsedFrame parse(rte_mbuf* m, uint8_t* scratch) const;
@@ -141,6 +157,18 @@ private:
     uint64_t host_refilled_at_ = 0;
     uint64_t expiry_interval_ = 0;
     std::unique_ptr<ConnectionTable> connections_;  // load-balanced groups' flows; fixed size
+    // The vhost queues this worker polls: `hot_` had frames lately and are polled every iteration; `cold_`
+    // are polled a few per iteration in turn, so a thousand idle VMs cost the uplink little.
+    struct VhostPoll {
+        uint16_t vm = 0;
+        uint16_t queue_pair = 0;
+        uint32_t empty_polls = 0;  // consecutive empty polls while hot
+    };
+    std::vector<VhostPoll> hot_;
+    std::vector<VhostPoll> cold_;
+    std::vector<VhostPoll> previously_hot_;  // only while rebuilding
+    size_t cold_cursor_ = 0;
+    uint64_t vhost_layout_ = 0;  // VhostSlots::layout() the lists were built for
     uint32_t burst_counts_[kSwitchCounterCount] = {};  // not yet in counters_; zero between iterations
 };
 

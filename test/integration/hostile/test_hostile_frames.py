@@ -634,21 +634,31 @@ def check_accounting(errors, stats, vms, sent_uplink, sent_vm, outputs):
     vm1 = vm_stats["vm1"]
     if vm1["rx_packets"] != sent_vm:
         fail(errors, "vm1's port received %d of %d frames replayed" % (vm1["rx_packets"], sent_vm))
-    # From the VM: forwarded or dropped by the egress checks (every egress drop counts in dropped_spoof).
-    if vm1["rx_packets"] != stats["to_uplink_from_vm"] + vm1["dropped_spoof"] + vm1["dropped_disabled"]:
-        fail(errors, "from vm1: rx %d != to_uplink_from_vm %d + dropped_spoof %d + dropped_disabled %d" % (
-            vm1["rx_packets"], stats["to_uplink_from_vm"], vm1["dropped_spoof"], vm1["dropped_disabled"]))
+    # From the VM: forwarded, or dropped by the egress checks (each counts in dropped_spoof) or because it
+    # is above the uplink MTU with no offload to cut it (dropped_offload).
+    vm1_drops = vm1["dropped_spoof"] + vm1["dropped_disabled"] + vm1["dropped_offload"]
+    if vm1["rx_packets"] != stats["to_uplink_from_vm"] + vm1_drops:
+        fail(errors, "from vm1: rx %d != to_uplink_from_vm %d + dropped_spoof %d + dropped_disabled %d"
+             " + dropped_offload %d" % (vm1["rx_packets"], stats["to_uplink_from_vm"], vm1["dropped_spoof"],
+                                        vm1["dropped_disabled"], vm1["dropped_offload"]))
+    if vm1["dropped_offload"] != stats["drop_guest_offload"]:
+        fail(errors, "vm1 dropped_offload %d != drop_guest_offload %d" % (
+            vm1["dropped_offload"], stats["drop_guest_offload"]))
     # Switch-wide drop counters mix both directions: take the VM's share out of them.
     egress_drops = sum(stats[k] for k in ("drop_spoof_arp", "drop_spoof_address", "drop_spoof_port"))
     uplink_terms = ["to_vm", "to_host", "flooded", "rejected", "fragments_held"] + \
         [k for k in stats if k.startswith("drop_") and k != "drop_tx"]
-    uplink_total = sum(stats[k] for k in uplink_terms) - vm1["dropped_spoof"] - vm1["dropped_disabled"]
+    uplink_total = sum(stats[k] for k in uplink_terms) - vm1_drops
     if egress_drops > vm1["dropped_spoof"]:
         fail(errors, "spoof drops %d exceed vm1's dropped_spoof %d" % (egress_drops, vm1["dropped_spoof"]))
     if stats["rx_uplink"] != uplink_total:
         fail(errors, "uplink: rx %d != %s = %d (a frame is unaccounted for or counted twice)" % (
             stats["rx_uplink"], " + ".join("%s %d" % (k, stats[k]) for k in uplink_terms if stats[k]) +
-            " - vm1 egress drops %d" % vm1["dropped_spoof"], uplink_total))
+            " - vm1 egress drops %d" % vm1_drops, uplink_total))
+    # The VM's frames above the MTU (1518, 4000 and 9018 bytes) must not leave the uplink.
+    too_big = [len(f) for f in outputs["uplink"] if len(f) > 14 + MTU]
+    if too_big:
+        fail(errors, "frames above the MTU left the uplink: sizes %s" % too_big[:5])
     if stats["drop_tx"] != 0:
         fail(errors, "drop_tx %d: a pcap port refused frames" % stats["drop_tx"])
     # What the counters say was sent is what the pcaps hold.
