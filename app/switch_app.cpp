@@ -102,7 +102,8 @@ void init_eal(const CommandLine& command_line, const Config& config) {
 
 void log_totals(const CounterTotals& totals, const std::vector<Port>& ports) {
     for (const Port& port : ports)
-        PMX_LOG_INFO("{} {}: rx {} tx {} tx_dropped {}", to_string(port.role), port.name,
+        if (!port.name.empty())
+            PMX_LOG_INFO("{} {}: rx {} tx {} tx_dropped {}", to_string(port.role), port.name,
                      totals.get(port.index, PortCounter::rx_packets), totals.get(port.index, PortCounter::tx_packets),
                      totals.get(port.index, PortCounter::tx_dropped));
     for (size_t c = 0; c < kSwitchCounterCount; ++c)
@@ -110,13 +111,23 @@ void log_totals(const CounterTotals& totals, const std::vector<Port>& ports) {
             PMX_LOG_INFO("{}: {}", counter_name(static_cast<SwitchCounter>(c)), totals.switch_counters[c]);
 }
 
+// The last link state seen of a port, and of which VM: an index may be given to another VM at runtime.
+struct LinkSeen {
+    int up = -1;  // -1 before the first look
+    std::string name;
+};
+
 // Logs link changes (every port's first state too) and hands them to SwitchState: a VM's link drives its
-// failover to a backup. `link` holds the last state seen per port, -1 before the first look.
-void watch_links(const PortSet& ports, SwitchState& state, std::vector<int>& link) {
+// failover to a backup. `link` holds the last state seen per dense port index.
+void watch_links(const PortSet& ports, SwitchState& state, std::vector<LinkSeen>& link) {
     for (const Port& port : ports.ports()) {
+        if (port.index >= link.size()) link.resize(port.index + 1);
+        LinkSeen& seen = link[port.index];
+        if (port.name.empty() || port.name != seen.name) seen = LinkSeen{-1, port.name};  // a free or new VM index
+        if (port.name.empty()) continue;
         const int up = ports.link_up(port.index) ? 1 : 0;
-        if (up == link[port.index]) continue;
-        link[port.index] = up;
+        if (up == seen.up) continue;
+        seen.up = up;
         const bool is_vm = port.role == PortRole::kVm;
         PMX_LOG_INFO("{}: link {}", is_vm ? fmt::format("VM \"{}\"", port.name) : port.name, up ? "up" : "down");
         if (is_vm && state.set_link(port.index - kFirstVmPortIndex, up == 1)) {
@@ -193,6 +204,13 @@ int run_switch(const CommandLine& command_line, const Config& config) {
         control->ports = ports->ports();
         PortSet* port_set = ports.get();
         control->link_up = [port_set](uint16_t index) { return port_set->link_up(index); };
+        control->vhost_status = [port_set](size_t vm_index, bool with_queue_stats) {
+            return port_set->vhost_ports().status(vm_index, with_queue_stats);
+        };
+        control->attach_vm = [port_set](size_t vm_index, const VmConfig& vm) {
+            return port_set->add_vhost_vm(vm_index, vm);
+        };
+        control->detach_vm = [port_set](size_t vm_index) { port_set->remove_vhost_vm(vm_index); };
         for (const auto& worker : workers) control->counters.push_back(&worker->counters());
         for (const auto& worker : workers) control->connections.push_back(&worker->connections());
         control->worker_lcores = worker_lcores;
@@ -210,7 +228,7 @@ int run_switch(const CommandLine& command_line, const Config& config) {
     // Commands can be served before any packet flows; then links: a VM whose port is down at start is
     // served by its backup from the first packet on.
     register_telemetry(g_lifetime->control.get());
-    std::vector<int> link(ports->ports().size(), -1);
+    std::vector<LinkSeen> link(kFirstVmPortIndex + kMaxVms);
     watch_links(*ports, *g_lifetime->state, link);
     for (size_t i = 0; i < workers.size(); ++i)
         rte_eal_remote_launch(Worker::lcore_main, workers[i].get(), worker_lcores[i]);

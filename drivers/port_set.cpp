@@ -37,6 +37,8 @@ std::string port_label(const Port& port) {
 PortSet::PortSet(const Config& config, unsigned workers)
     : workers_(std::max(1u, workers)), vhost_slots_(std::make_unique<VhostSlots>()) {
     vhost_ports_ = std::make_unique<VhostUserPorts>(*vhost_slots_);
+    // Room for every VM index up front: uplink() hands out a reference that must survive VMs added later.
+    ports_.reserve(kFirstVmPortIndex + kMaxVms);
     Port uplink;
     uplink.name = "uplink";
     uplink.role = PortRole::kUplink;
@@ -234,10 +236,66 @@ std::vector<WorkerSetup> PortSet::plan_workers() {
     return setups;
 }
 
+namespace {
+
+Port vhost_vm_port(size_t vm_index, const VmConfig& vm) {
+    Port port;
+    port.name = vm.name;
+    port.role = PortRole::kVm;
+    port.index = vm_port_index(vm_index);
+    port.owner = vm_owner_id(vm_index);
+    port.mac = vm.mac;
+    port.is_vhost = true;
+    port.vhost_path = vm.vhost;
+    port.vhost_mode = vm.vhost_mode;
+    return port;
+}
+
+}  // namespace
+
+std::vector<Port> PortSet::ports() const {
+    std::lock_guard<std::mutex> lock(ports_mutex_);
+    return ports_;
+}
+
+std::string PortSet::add_vhost_vm(size_t vm_index, const VmConfig& vm) {
+    if (vm_index >= kMaxVms) return fmt::format("too many VMs (at most {})", kMaxVms);
+    try {
+        prepare_vhost_socket(vm);
+        vhost_ports_->add(vm_index, vm);
+    } catch (const StartupError& e) {
+        return e.what();
+    }
+    std::lock_guard<std::mutex> lock(ports_mutex_);
+    const size_t index = vm_port_index(vm_index);
+    if (ports_.size() <= index) {
+        ports_.resize(index + 1);
+        for (size_t i = 0; i < ports_.size(); ++i) ports_[i].index = static_cast<uint16_t>(i);
+    }
+    ports_[index] = vhost_vm_port(vm_index, vm);
+    return "";
+}
+
+void PortSet::remove_vhost_vm(size_t vm_index) {
+    vhost_ports_->remove(vm_index);
+    std::lock_guard<std::mutex> lock(ports_mutex_);
+    const size_t index = vm_port_index(vm_index);
+    if (index < ports_.size()) {
+        ports_[index] = Port{};
+        ports_[index].index = static_cast<uint16_t>(index);
+    }
+}
+
 bool PortSet::link_up(uint16_t index) const {
-    if (ports_[index].is_vhost) return vhost_ports_->link_up(index - kFirstVmPortIndex);
+    Port port;
+    {
+        std::lock_guard<std::mutex> lock(ports_mutex_);
+        if (index >= ports_.size() || ports_[index].name.empty()) return false;
+        port = ports_[index];
+    }
+    if (port.is_vhost) return vhost_ports_->link_up(index - kFirstVmPortIndex);
     rte_eth_link link{};
-    if (rte_eth_link_get_nowait(ports_[index].eth_port, &link) != 0) return false;
+    if (rte_eth_link_get_nowait(port.eth_port, &link) != 0) return false;
     return link.link_status == RTE_ETH_LINK_UP;
 }
 
@@ -246,7 +304,7 @@ void PortSet::close() {
     closed_ = true;
     // vhost-user sockets first: their guests are detached before the pool they were served from goes.
     if (vhost_ports_)
-        for (const Port& port : ports_)
+        for (const Port& port : ports())
             if (port.is_vhost) vhost_ports_->remove(port.index - kFirstVmPortIndex);
     for (const Port& port : ports_)
         if (port.probed) stop_and_close_ethdev(port.eth_port);

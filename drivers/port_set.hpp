@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -28,8 +29,15 @@ public:
     PortSet(const PortSet&) = delete;
     PortSet& operator=(const PortSet&) = delete;
 
-    const std::vector<Port>& ports() const { return ports_; }
-    const Port& uplink() const { return ports_[kUplinkPortIndex]; }
+    // Every port by dense index, as now (a copy: VMs come and go at runtime). A removed VM's index is a Port
+    // with an empty name until a VM takes it again. Any thread.
+    std::vector<Port> ports() const;
+    const Port& uplink() const { return ports_[kUplinkPortIndex]; }  // never changes after start
+    // A vhost-user VM added at runtime as VM `vm_index`: its socket is checked, registered and started.
+    // Answers an error message (empty: added); nothing is left registered on failure. Control side.
+    std::string add_vhost_vm(size_t vm_index, const VmConfig& vm);
+    // Unregisters VM `vm_index`'s socket (its guest is detached first) and frees the index. Control side.
+    void remove_vhost_vm(size_t vm_index);
     rte_mempool* pool() const { return pool_; }
     rte_mempool* indirect_pool() const { return indirect_pool_; }
     VhostSlots& vhost_slots() { return *vhost_slots_; }
@@ -53,6 +61,9 @@ private:
     void open_port(Port& port);
 
     unsigned workers_;
+    // Guards ports_ once the constructor returned: VM entries change at runtime (the uplink and host
+    // entries, and device VMs, never do).
+    mutable std::mutex ports_mutex_;
     std::vector<Port> ports_;
     std::unique_ptr<VhostSlots> vhost_slots_;
     std::unique_ptr<VhostUserPorts> vhost_ports_;

@@ -304,6 +304,7 @@ VhostStatus VhostUserPorts::status(size_t vm_index, bool with_queue_stats) const
         std::lock_guard<std::mutex> lock(mutex_);
         auto it = registered_.find(vm_index);
         if (it == registered_.end()) return status;
+        status.registered = true;
         status.connected = it->second.connected;
     }
     const VhostSlot& slot = slots_.slot(vm_index);

@@ -13,6 +13,7 @@
 
 #include "config/config.hpp"
 #include "ports/vhost_slots.hpp"
+#include "ports/vhost_status.hpp"
 
 struct rte_rcu_qsbr;
 
@@ -25,21 +26,6 @@ namespace portmux {
 //   withheld: HOST_TSO6 (rte_gso cannot segment TCP over IPv6), HOST_ECN, HOST_UFO, and every receive-side
 //   GSO feature (GUEST_TSO4/6, GUEST_ECN, GUEST_UFO: portmux never sends a guest a frame above the MTU).
 uint64_t vhost_withheld_features();
-
-// One VM's vhost state as the control side reports it.
-struct VhostQueueStats {
-    uint16_t vring = 0;     // even: host to guest (portmux transmits), odd: guest to host
-    std::vector<std::pair<std::string, uint64_t>> values;  // the library's per-vring statistics
-};
-struct VhostStatus {
-    bool connected = false;   // a vhost-user connection exists (the guest may not be ready yet)
-    bool running = false;     // the device is ready: the link is up
-    uint16_t queue_pairs = 0; // the guest's vrings / 2
-    uint16_t tx_queues = 0;   // enabled host-to-guest queues
-    uint64_t rx_queue_mask = 0;
-    uint64_t features = 0;    // negotiated virtio features
-    std::vector<VhostQueueStats> queues;
-};
 
 class VhostUserPorts {
 public:

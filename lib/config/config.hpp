@@ -9,6 +9,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "core/limits.hpp"
 #include "core/net_types.hpp"
 #include "core/port_range.hpp"
 
@@ -70,7 +71,6 @@ struct ControlConfig {
 // Extension: remote VMs behind VXLAN (docs/remote-vms.md).
 inline constexpr uint16_t kDefaultVxlanPort = 4789;
 inline constexpr uint32_t kMaxVni = 0xffffff;
-inline constexpr size_t kMaxRemotes = 256;
 
 struct VxlanConfig {
     Ipv4Addr local_ip;                // this host's underlay address on the uplink (may equal shared_ip)

@@ -290,8 +290,7 @@ HostConfig parse_host(const json* value, const std::string& path, DeviceNames& d
 std::vector<VmConfig> parse_vms(const json& value, const std::string& path, DeviceNames& devices,
                                 std::vector<std::string>& names, RangeChecker& ranges) {
     expect_array(value, path);
-    if (value.size() > kMaxOwners - kFirstVmOwner)
-        fail(path, fmt::format("too many VMs ({}, at most {})", value.size(), kMaxOwners - kFirstVmOwner));
+    if (value.size() > kMaxVms) fail(path, fmt::format("too many VMs ({}, at most {})", value.size(), kMaxVms));
     std::vector<VmConfig> vms;
     std::map<std::string, std::string> vhost_paths;
     std::map<std::string, size_t> name_index;
@@ -504,8 +503,6 @@ std::vector<RemoteConfig> parse_remotes(const json& value, const std::string& pa
                                         std::vector<std::string>& names, RangeChecker& ranges) {
     expect_array(value, path);
     if (value.size() > kMaxRemotes) fail(path, fmt::format("too many remotes ({}, at most {})", value.size(), kMaxRemotes));
-    if (config.vms.size() + value.size() > kMaxOwners - kFirstVmOwner)
-        fail(path, fmt::format("too many VMs and remotes together (at most {})", kMaxOwners - kFirstVmOwner));
     if (!value.empty() && !config.vxlan) fail(path, "remote VMs need \"vxlan\" (the tunnel that reaches them)");
     std::vector<RemoteConfig> remotes;
     for (size_t i = 0; i < value.size(); ++i) {
@@ -568,9 +565,9 @@ uint8_t parse_weight(const json& value, const std::string& path) {
 std::vector<GroupConfig> parse_groups(const json& value, const std::string& path, size_t vm_count,
                                       std::vector<std::string>& names, RangeChecker& ranges) {
     expect_array(value, path);
-    const size_t first = names.size();  // VMs and remotes
-    if (value.size() > kMaxOwners - kFirstVmOwner - first)
-        fail(path, fmt::format("too many groups ({}, at most {} owners in all)", value.size(), kMaxOwners - kFirstVmOwner));
+    const size_t first = names.size();  // the loader's own owner numbering: VMs, remotes, then groups
+    if (value.size() > kMaxOwners - kFirstGroupOwner)
+        fail(path, fmt::format("too many groups ({}, at most {})", value.size(), kMaxOwners - kFirstGroupOwner));
     std::vector<GroupConfig> groups;
     for (size_t g = 0; g < value.size(); ++g) {
         const std::string at = element(path, g);

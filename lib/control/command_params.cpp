@@ -1,7 +1,10 @@
 // Text helpers shared by every telemetry command handler.
 #include "control/command_params.hpp"
 
+#include <algorithm>
 #include <cctype>
+
+#include <fmt/format.h>
 
 #include "control/commands.hpp"
 
@@ -31,6 +34,25 @@ std::vector<std::string> split_params(const std::string& params) {
         start = comma + 1;
     }
     return out;
+}
+
+Result<size_t> parse_index(const std::string& text, const char* what) {
+    if (text.empty() || text.size() > 9 || !std::all_of(text.begin(), text.end(), ::isdigit))
+        return Result<size_t>::fail(fmt::format("\"{}\": {} must be a non-negative integer", text, what));
+    return Result<size_t>::ok(std::stoul(text));
+}
+
+Result<size_t> parse_offset(std::vector<std::string>& params) {
+    if (params.empty() || params.back().rfind("offset=", 0) != 0) return Result<size_t>::ok(0);
+    std::string value = params.back().substr(7);
+    params.pop_back();
+    return parse_index(value, "offset");
+}
+
+void add_page(nlohmann::json& answer, size_t total, size_t offset, size_t count) {
+    answer["page_total"] = total;
+    answer["page_offset"] = offset;
+    if (offset + count < total) answer["page_next"] = fmt::format("offset={}", offset + count);
 }
 
 }  // namespace portmux::command_params

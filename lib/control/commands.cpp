@@ -11,6 +11,7 @@
 
 #include "control/command_params.hpp"
 #include "control/stats.hpp"
+#include "control/vm_commands.hpp"
 
 namespace portmux {
 namespace {
@@ -19,6 +20,9 @@ using nlohmann::json;
 
 using command_params::error;
 using command_params::split_params;
+using command_params::add_page;
+using command_params::parse_index;
+using command_params::parse_offset;
 using command_params::trim;
 
 // Checks the parameter count; fills `error_out` with a usage message otherwise.
@@ -33,28 +37,6 @@ bool expect_params(const std::vector<std::string>& params, size_t min, size_t ma
     }
     *error_out = error(fmt::format("{} parameter{} given; usage: {}", params.size(), params.size() == 1 ? "" : "s", usage));
     return false;
-}
-
-Result<size_t> parse_index(const std::string& text, const char* what) {
-    if (text.empty() || text.size() > 9 || !std::all_of(text.begin(), text.end(), ::isdigit))
-        return Result<size_t>::fail(fmt::format("\"{}\": {} must be a non-negative integer", text, what));
-    return Result<size_t>::ok(std::stoul(text));
-}
-
-// "offset=N" as the last parameter of a paged command.
-Result<size_t> parse_offset(std::vector<std::string>& params) {
-    if (params.empty() || params.back().rfind("offset=", 0) != 0) return Result<size_t>::ok(0);
-    std::string value = params.back().substr(7);
-    params.pop_back();
-    return parse_index(value, "offset");
-}
-
-// Telemetry keys may only hold [A-Za-z0-9_/], so VM names (which may contain '.' and '-') are always values,
-// never keys, and paging is described by these three keys.
-void add_page(json& answer, size_t total, size_t offset, size_t count) {
-    answer["page_total"] = total;
-    answer["page_offset"] = offset;
-    if (offset + count < total) answer["page_next"] = fmt::format("offset={}", offset + count);
 }
 
 json changed(const ChangeReport& report, json answer) {
@@ -80,8 +62,9 @@ json cmd_info(const ControlContext& ctx, const std::string& params) {
     answer["worker_lcores"] = ctx.worker_lcores;
     answer["uplink_port"] = ctx.ports[kUplinkPortIndex].eth_port;
     answer["host_port"] = ctx.ports[kHostPortIndex].eth_port;
-    answer["ports"] = ctx.ports.size();
+    answer["ports"] = kFirstVmPortIndex + config.vms.size();  // the uplink, the host and every VM
     answer["vms"] = config.vms.size();
+    answer["max_vms"] = kMaxVms;
     answer["generation"] = ctx.state->generation();
     answer["uptime_s"] =
         std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - ctx.started).count();
@@ -107,13 +90,14 @@ json cmd_info(const ControlContext& ctx, const std::string& params) {
 
 json cmd_stats(const ControlContext& ctx, const std::string& params) {
     if (!trim(params).empty()) return error("/portmux/stats takes no parameters");
-    CounterTotals t = sum_counters(ctx.counters, ctx.ports.size());
+    // Every port index the workers count, VMs added at runtime (and removed ones) included.
+    CounterTotals t = sum_counters(ctx.counters, counted_ports(ctx.counters));
     uint64_t rx[3] = {}, tx[3] = {}, tx_dropped[3] = {};
-    for (const Port& port : ctx.ports) {
-        auto kind = static_cast<size_t>(port.role);
-        rx[kind] += t.get(port.index, PortCounter::rx_packets);
-        tx[kind] += t.get(port.index, PortCounter::tx_packets);
-        tx_dropped[kind] += t.get(port.index, PortCounter::tx_dropped);
+    for (size_t index = 0; index < t.ports.size(); ++index) {
+        auto kind = static_cast<size_t>(role_of_port(static_cast<uint16_t>(index)));
+        rx[kind] += t.get(index, PortCounter::rx_packets);
+        tx[kind] += t.get(index, PortCounter::tx_packets);
+        tx_dropped[kind] += t.get(index, PortCounter::tx_dropped);
     }
     json answer;
     const char* kinds[3] = {"uplink", "host", "vms"};
@@ -124,48 +108,6 @@ json cmd_stats(const ControlContext& ctx, const std::string& params) {
     }
     for (size_t c = 0; c < kSwitchCounterCount; ++c)
         answer[counter_name(static_cast<SwitchCounter>(c))] = t.switch_counters[c];
-    return answer;
-}
-
-json cmd_vms(const ControlContext& ctx, const std::string& params) {
-    std::vector<std::string> args = split_params(params);
-    auto offset = parse_offset(args);
-    if (!offset) return error(offset.error());
-    std::string only = args.empty() ? "" : args[0];
-    if (args.size() > 1) return error("usage: /portmux/vms[,VM][,offset=N]");
-    Config config = ctx.state->running_config();
-    CounterTotals t = sum_counters(ctx.counters, ctx.ports.size());
-    std::vector<const Port*> vms;
-    for (const Port& port : ctx.ports)
-        if (port.role == PortRole::kVm && (only.empty() || port.name == only)) vms.push_back(&port);
-    if (!only.empty() && vms.empty()) return error(fmt::format("unknown VM \"{}\"", only));
-    // One object per VM keyed by its position in the configuration ("0", "1", ...): names are values (see
-    // add_page). Pages of kVmPageSize VMs.
-    json answer = json::object();
-    size_t end = std::min(vms.size(), *offset + kVmPageSize);
-    for (size_t i = *offset; i < end; ++i) {
-        const Port& port = *vms[i];
-        const VmConfig& vm = config.vms[port.index - kFirstVmPortIndex];
-        json entry;
-        entry["name"] = vm.name;
-        entry["port"] = port.eth_port;
-        entry["mac"] = vm.mac.to_string();
-        entry["enabled"] = vm.enabled ? 1 : 0;
-        entry["link"] = ctx.link_up(port.index) ? "up" : "down";
-        if (port.is_vhost) {
-            entry["vhost"] = port.vhost_path;
-            entry["vhost_mode"] = to_string(port.vhost_mode);
-        } else {
-            entry["device"] = port.devargs;
-        }
-        entry["ranges"] = ctx.state->ranges(port.owner).size();
-        if (!vm.backup.empty()) entry["backup"] = vm.backup;
-        entry["served_by"] = ctx.state->served_by(port.index - kFirstVmPortIndex);
-        for (size_t c = 0; c < kPortCounterCount; ++c)
-            entry[counter_name(static_cast<PortCounter>(c))] = t.ports[port.index][c];
-        answer[std::to_string(port.index - kFirstVmPortIndex)] = entry;
-    }
-    add_page(answer, vms.size(), *offset, end > *offset ? end - *offset : 0);
     return answer;
 }
 
@@ -228,8 +170,8 @@ json cmd_lookup(const ControlContext& ctx, const std::string& params) {
     // The owner's traffic may be served by its backup while its port is down.
     answer["owner"] = ctx.state->owner_name(found.owner);
     const bool remote = ctx.state->is_remote(found.owner);
-    answer["target"] = found.owner >= kFirstVmOwner && !remote ? ctx.state->served_by(found.owner - kFirstVmOwner)
-                                                               : ctx.state->owner_name(found.owner);
+    answer["target"] = is_vm_owner(found.owner) ? ctx.state->served_by(vm_index_of(found.owner))
+                                                : ctx.state->owner_name(found.owner);
     if (remote) {
         answer["range"] = found.range ? found.range->to_string() : "";
         answer["enabled"] = 1;
@@ -367,8 +309,7 @@ json cmd_vm_backup(const ControlContext& ctx, const std::string& params) {
     if (!report) return error(report.error());
     return changed(*report, {{"vm", args[0]}, {"backup", backup.empty() ? "none" : backup},
                              {"was", report->previous.empty() ? "none" : report->previous},
-                             {"served_by", ctx.state->served_by(static_cast<size_t>(
-                                               *ctx.state->owner_by_name(args[0]) - kFirstVmOwner))}});
+                             {"served_by", ctx.state->served_by(vm_index_of(*ctx.state->owner_by_name(args[0])))}});
 }
 
 json cmd_vm_disable(const ControlContext& ctx, const std::string& params) { return set_enabled(ctx, params, false); }
@@ -473,6 +414,9 @@ const std::vector<CommandSpec>& command_table() {
         {"/portmux/vm/enable", "Reopen a VM's ranges. Parameter: VM", true, cmd_vm_enable},
         {"/portmux/vm/backup", "Set or clear the VM that serves a VM's ranges while it is down. Parameters: VM[,BACKUP]",
          true, cmd_vm_backup},
+        {"/portmux/vm/add", "Add a vhost-user VM (no ranges yet). Parameters: NAME,SOCKET,MAC[,client|server]", true,
+         cmd_vm_add},
+        {"/portmux/vm/del", "Remove a vhost-user VM that owns no range. Parameter: NAME", true, cmd_vm_del},
         {"/portmux/address/add", "Add a shared IPv4 address with an empty range table. Parameter: IPV4", true,
          cmd_address_add},
         {"/portmux/address/del", "Remove a shared address that owns no range. Parameter: IPV4", true,

@@ -29,9 +29,8 @@ const std::vector<CommandSpec>& group_command_table();
 nlohmann::json run_command(const ControlContext& context, const std::string& name, const std::string& params);
 
 // Answers are split into pages so that one fits telemetry's limits (16 KiB in all, 256 dictionary entries,
-// 128-byte strings): ranges are short strings, VMs and firewall rules are objects of up to ~250 bytes.
+// 128-byte strings): ranges are short strings, firewall rules objects of up to ~250 bytes (VMs: vm_commands.hpp).
 inline constexpr size_t kPageSize = 200;      // /portmux/ranges entries
-inline constexpr size_t kVmPageSize = 40;     // /portmux/vms objects
 inline constexpr size_t kRulePageSize = 50;   // /portmux/firewall/list rules
 // Telemetry truncates strings at 127 bytes; error messages are kept under it.
 inline constexpr size_t kMaxMessage = 127;

@@ -1,6 +1,8 @@
 // Summing the per-worker counters.
 #include "control/stats.hpp"
 
+#include <algorithm>
+
 namespace portmux {
 
 CounterTotals sum_counters(const std::vector<const WorkerCounters*>& workers, size_t port_count) {
@@ -13,6 +15,12 @@ CounterTotals sum_counters(const std::vector<const WorkerCounters*>& workers, si
             for (size_t c = 0; c < kPortCounterCount; ++c) totals.ports[p][c] += w->read(p, static_cast<PortCounter>(c));
     }
     return totals;
+}
+
+size_t counted_ports(const std::vector<const WorkerCounters*>& workers) {
+    size_t ports = 0;
+    for (const WorkerCounters* w : workers) ports = std::max(ports, w->port_count());
+    return ports;
 }
 
 }  // namespace portmux

@@ -39,7 +39,8 @@ Result<ChangeReport> fail(std::string message) { return Result<ChangeReport>::fa
 }  // namespace
 
 SwitchState::SwitchState(Config config, SnapshotPublisher& publisher)
-    : config_(std::move(config)), vm_count_(config_.vms.size()), link_up_(vm_count_, true), publisher_(publisher) {
+    : config_(std::move(config)), link_up_(config_.vms.size(), true), publisher_(publisher) {
+    config_.vms.reserve(kMaxVms);
     // The configuration was validated: no range overlaps another.
     for (const PortRange& range : config_.host.ranges) registry_.add(range, kHostOwner);
     for (size_t i = 0; i < config_.vms.size(); ++i)
@@ -52,7 +53,7 @@ SwitchState::SwitchState(Config config, SnapshotPublisher& publisher)
     config_.remotes.clear();
     rebuild_vxlan_locked();
     for (size_t g = 0; g < config_.groups.size(); ++g) {
-        group_ids_.push_back(vm_owner_id(vm_count_ + kMaxRemotes + g));  // after the remotes' slots
+        group_ids_.push_back(group_owner_id(g));
         for (const PortRange& range : config_.groups[g].ranges) registry_.add(range, group_ids_[g]);
     }
 }
@@ -71,8 +72,8 @@ void SwitchState::rebuild_vxlan_locked() {
 }
 
 std::optional<size_t> SwitchState::remote_slot_of(OwnerId owner) const {
-    if (owner < kFirstVmOwner + vm_count_) return std::nullopt;
-    const size_t slot = owner - kFirstVmOwner - vm_count_;
+    if (owner < kFirstRemoteOwner || owner >= kFirstGroupOwner) return std::nullopt;
+    const size_t slot = owner - kFirstRemoteOwner;
     if (slot >= remotes_.size() || !remotes_[slot].active) return std::nullopt;
     return slot;
 }
@@ -113,7 +114,7 @@ Result<ChangeReport> SwitchState::add_remote(const std::string& name, const Ipv4
     }
     size_t slot = 0;
     while (slot < remotes_.size() && remotes_[slot].active) ++slot;
-    if (slot >= kMaxRemotes || kFirstVmOwner + vm_count_ + slot >= kMaxOwners)
+    if (slot >= kMaxRemotes)
         return fail(fmt::format("too many remotes (at most {})", kMaxRemotes));
     {
         std::lock_guard<std::mutex> names(names_mutex_);
@@ -143,6 +144,96 @@ Result<ChangeReport> SwitchState::remove_remote(const std::string& name) {
     return report;
 }
 
+Result<ChangeReport> SwitchState::add_vm(const VmConfig& given, const std::function<std::string(size_t)>& attach) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    if (given.vhost.empty()) return fail("only vhost-user VMs are added at runtime (a device VM needs a restart)");
+    if (!given.ranges.empty()) return fail("a VM is added without ranges: give it ranges with /portmux/range/add");
+    if (given.name == "host" || owner_by_name(given.name))
+        return fail(fmt::format("\"{}\" is already used (VMs, remotes, groups and \"host\" share names)", given.name));
+    // The loader's rules (name syntax, a unicast MAC, a usable socket path) for this one VM.
+    Config probe = config_;
+    probe.vms = {given};
+    probe.remotes.clear();
+    probe.groups.clear();
+    probe.host.ranges.clear();
+    try {
+        parse_config(config_to_json(probe));
+    } catch (const ConfigError& e) {
+        const std::string& at = e.path();
+        const char* field = at == "vms[0].name" ? "NAME" : at == "vms[0].vhost" ? "SOCKET" : at == "vms[0].mac" ? "MAC" : nullptr;
+        return fail(field != nullptr ? fmt::format("{}: {}", field, e.what()) : fmt::format("{}: {}", at, e.what()));
+    }
+    size_t index = 0;
+    for (; index < config_.vms.size(); ++index) {
+        if (!vm_present_locked(index)) continue;
+        const VmConfig& other = config_.vms[index];
+        if (other.mac == given.mac) return fail(fmt::format("MAC {} is VM \"{}\"'s", given.mac.to_string(), other.name));
+        if (other.vhost == given.vhost) return fail(fmt::format("socket {} is VM \"{}\"'s", given.vhost, other.name));
+    }
+    index = 0;
+    while (index < config_.vms.size() && vm_present_locked(index)) ++index;
+    if (index >= kMaxVms) return fail(fmt::format("too many VMs (at most {})", kMaxVms));
+    std::string attached = attach(index);
+    if (!attached.empty()) return fail(attached);
+    {
+        std::lock_guard<std::mutex> names(names_mutex_);
+        if (index == config_.vms.size()) config_.vms.emplace_back();  // within the reserved capacity
+        config_.vms[index] = given;
+    }
+    if (index >= link_up_.size()) link_up_.resize(index + 1, false);
+    link_up_[index] = false;  // until the link watcher sees its guest
+    auto report = publish_locked();
+    if (report) report.value().previous = std::to_string(index);
+    return report;
+}
+
+Result<ChangeReport> SwitchState::remove_vm(const std::string& name, const std::function<void(size_t)>& detach) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    auto index = vm_index_locked(name);
+    if (!index) return fail(fmt::format("unknown VM \"{}\"", name));
+    const size_t owned = registry_.list(vm_owner_id(*index)).size();
+    if (owned != 0)
+        return fail(fmt::format("VM \"{}\" still owns {} range{}: move or delete them first", name, owned,
+                                owned == 1 ? "" : "s"));
+    for (size_t i = 0; i < config_.vms.size(); ++i)
+        if (vm_present_locked(i) && config_.vms[i].backup == name)
+            return fail(fmt::format("VM \"{}\" is the backup of \"{}\": change that first", name, config_.vms[i].name));
+    for (const GroupConfig& group : config_.groups)
+        for (const GroupMemberConfig& member : group.members)
+            if (member.vm == name)
+                return fail(fmt::format("VM \"{}\" is a member of group \"{}\": remove it there first", name, group.name));
+    if (config_.vms[*index].vhost.empty())
+        return fail(fmt::format("VM \"{}\" is a device VM: only vhost-user VMs are removed at runtime", name));
+    {
+        std::lock_guard<std::mutex> names(names_mutex_);
+        config_.vms[*index] = VmConfig{};
+    }
+    link_up_[*index] = false;
+    auto report = publish_locked();
+    // No snapshot names the VM any more; the socket goes (a connected guest is detached and the workers are
+    // waited for before its device is freed).
+    detach(*index);
+    if (report) report.value().previous = std::to_string(*index);
+    return report;
+}
+
+std::vector<std::pair<size_t, VmConfig>> SwitchState::vms() const {
+    std::lock_guard<std::mutex> guard(mutex_);
+    std::vector<std::pair<size_t, VmConfig>> out;
+    std::vector<size_t> position(config_.vms.size(), SIZE_MAX);
+    for (size_t i = 0; i < config_.vms.size(); ++i)
+        if (vm_present_locked(i)) {
+            position[i] = out.size();
+            out.emplace_back(i, config_.vms[i]);
+            out.back().second.ranges.clear();  // the registry holds them as they are now
+        }
+    for (const OwnedRange& owned : registry_.list())
+        if (is_vm_owner(owned.owner) && vm_index_of(owned.owner) < position.size() &&
+            position[vm_index_of(owned.owner)] != SIZE_MAX)
+            out[position[vm_index_of(owned.owner)]].second.ranges.push_back(owned.range);
+    return out;
+}
+
 std::vector<RemoteInfo> SwitchState::remotes() const {
     std::lock_guard<std::mutex> guard(mutex_);
     std::vector<RemoteInfo> out;
@@ -161,9 +252,10 @@ void SwitchState::publish_initial() {
 
 std::optional<OwnerId> SwitchState::owner_by_name(const std::string& name) const {
     if (name == "host") return kHostOwner;
+    if (name.empty()) return std::nullopt;  // a removed VM's free index has no name
+    std::lock_guard<std::mutex> names(names_mutex_);
     for (size_t i = 0; i < config_.vms.size(); ++i)
         if (config_.vms[i].name == name) return vm_owner_id(i);
-    std::lock_guard<std::mutex> names(names_mutex_);
     for (size_t slot = 0; slot < remotes_.size(); ++slot)
         if (remotes_[slot].active && remotes_[slot].config.name == name) return remote_owner_id(slot);
     for (size_t g = 0; g < config_.groups.size(); ++g)
@@ -173,9 +265,8 @@ std::optional<OwnerId> SwitchState::owner_by_name(const std::string& name) const
 
 std::string SwitchState::owner_name(OwnerId owner) const {
     if (owner == kHostOwner) return "host";
-    if (owner >= kFirstVmOwner && static_cast<size_t>(owner - kFirstVmOwner) < config_.vms.size())
-        return config_.vms[owner - kFirstVmOwner].name;
     std::lock_guard<std::mutex> names(names_mutex_);
+    if (is_vm_owner(owner) && vm_present_locked(vm_index_of(owner))) return config_.vms[vm_index_of(owner)].name;
     if (auto slot = remote_slot_of(owner)) return remotes_[*slot].config.name;
     for (size_t g = 0; g < group_ids_.size(); ++g)
         if (group_ids_[g] == owner) return config_.groups[g].name;
@@ -266,8 +357,8 @@ Result<ChangeReport> SwitchState::set_vm_enabled(const std::string& vm, bool ena
     auto owner = owner_by_name(vm);
     if (!owner || *owner == kHostOwner || remote_slot_of(*owner) || is_group(*owner))
         return fail(fmt::format("unknown VM \"{}\"", vm));
-    groups_dirty_ = groups_dirty_ || vm_in_group_locked(*owner - kFirstVmOwner);
-    VmConfig& config = config_.vms[*owner - kFirstVmOwner];
+    groups_dirty_ = groups_dirty_ || vm_in_group_locked(vm_index_of(*owner));
+    VmConfig& config = config_.vms[vm_index_of(*owner)];
     bool was = config.enabled;
     config.enabled = enabled;
     auto report = publish_locked();
@@ -286,7 +377,7 @@ Result<ChangeReport> SwitchState::set_backup(const std::string& vm, const std::s
             return fail(fmt::format("unknown VM \"{}\" (a backup is a VM of this host)", backup));
         if (backup == vm) return fail(fmt::format("\"{}\": a VM cannot be its own backup", vm));
     }
-    VmConfig& config = config_.vms[*owner - kFirstVmOwner];
+    VmConfig& config = config_.vms[vm_index_of(*owner)];
     const std::string was = config.backup;
     config.backup = backup;
     // While the VM is down its ranges move to the new backup (or back to the VM) with this snapshot.
@@ -418,8 +509,8 @@ std::unique_ptr<Snapshot> SwitchState::build_snapshot_locked(const std::vector<P
     const Snapshot* current = publisher_.current();
     snap->translation = current != nullptr && changed_ranges.empty() && current->table
                             ? current->translation
-                            : build_port_translation(registry_, kFirstVmOwner + config_.vms.size() + remotes_.size());
-    snap->owners.resize(kFirstVmOwner + config_.vms.size() + remotes_.size());
+                            : build_port_translation(registry_, kFirstRemoteOwner + remotes_.size());
+    snap->owners.resize(kFirstRemoteOwner + remotes_.size());
     snap->vxlan = vxlan_;
     for (size_t slot = 0; slot < remotes_.size(); ++slot) {
         if (!remotes_[slot].active) continue;
@@ -433,6 +524,7 @@ std::unique_ptr<Snapshot> SwitchState::build_snapshot_locked(const std::vector<P
     snap->owners[kHostOwner].kind = OwnerKind::kHost;
     snap->owners[kHostOwner].port = kHostPortIndex;
     for (size_t i = 0; i < config_.vms.size(); ++i) {
+        if (!vm_present_locked(i)) continue;
         OwnerTarget& target = snap->owners[vm_owner_id(i)];
         const size_t serving = serving_index_locked(i);
         target.kind = OwnerKind::kVm;
@@ -457,18 +549,19 @@ size_t SwitchState::serving_index_locked(size_t vm_index) const {
     const VmConfig& vm = config_.vms[vm_index];
     if (link_up_[vm_index] || vm.backup.empty()) return vm_index;
     for (size_t b = 0; b < config_.vms.size(); ++b)
-        if (config_.vms[b].name == vm.backup && link_up_[b] && config_.vms[b].enabled) return b;
+        if (vm_present_locked(b) && config_.vms[b].name == vm.backup && link_up_[b] && config_.vms[b].enabled) return b;
     return vm_index;
 }
 
 bool SwitchState::set_link(size_t vm_index, bool up) {
     std::lock_guard<std::mutex> guard(mutex_);
     if (vm_index >= link_up_.size() || link_up_[vm_index] == up) return false;
-    std::vector<size_t> before(vm_count_);
-    for (size_t i = 0; i < vm_count_; ++i) before[i] = serving_index_locked(i);
+    const size_t count = config_.vms.size();
+    std::vector<size_t> before(count);
+    for (size_t i = 0; i < count; ++i) before[i] = serving_index_locked(i);
     link_up_[vm_index] = up;
     bool changed = false;
-    for (size_t i = 0; i < vm_count_; ++i) changed = changed || serving_index_locked(i) != before[i];
+    for (size_t i = 0; i < count; ++i) changed = changed || serving_index_locked(i) != before[i];
     if (vm_in_group_locked(vm_index)) {
         // A member's port went down or came back: it leaves or rejoins its groups' Maglev tables at once.
         groups_dirty_ = true;
@@ -480,7 +573,7 @@ bool SwitchState::set_link(size_t vm_index, bool up) {
 
 std::string SwitchState::served_by(size_t vm_index) const {
     std::lock_guard<std::mutex> guard(mutex_);
-    return vm_index < vm_count_ ? config_.vms[serving_index_locked(vm_index)].name : "";
+    return vm_present_locked(vm_index) ? config_.vms[serving_index_locked(vm_index)].name : "";
 }
 
 PortLookup SwitchState::lookup(L4Proto proto, uint16_t port, const Ipv4Addr& address) const {
@@ -491,8 +584,8 @@ PortLookup SwitchState::lookup(L4Proto proto, uint16_t port, const Ipv4Addr& add
     for (const OwnedRange& owned : registry_.list(answer.owner))
         if (owned.range.covers(proto) && owned.range.ports.contains(port) && owned.range.address == address)
             answer.range = owned.range;
-    if (answer.owner >= kFirstVmOwner && static_cast<size_t>(answer.owner - kFirstVmOwner) < vm_count_)
-        answer.enabled = config_.vms[answer.owner - kFirstVmOwner].enabled;
+    if (is_vm_owner(answer.owner) && vm_present_locked(vm_index_of(answer.owner)))
+        answer.enabled = config_.vms[vm_index_of(answer.owner)].enabled;
     return answer;
 }
 
@@ -518,9 +611,12 @@ Config SwitchState::running_config_locked() const {
     for (const OwnedRange& owned : registry_.list()) {
         if (owned.owner == kHostOwner)
             config.host.ranges.push_back(owned.range);
-        else if (owned.owner >= kFirstVmOwner && static_cast<size_t>(owned.owner - kFirstVmOwner) < config.vms.size())
-            config.vms[owned.owner - kFirstVmOwner].ranges.push_back(owned.range);
+        else if (is_vm_owner(owned.owner) && vm_index_of(owned.owner) < config.vms.size())
+            config.vms[vm_index_of(owned.owner)].ranges.push_back(owned.range);
     }
+    // Removed VMs leave free indexes behind; the configuration lists the VMs that exist.
+    config.vms.erase(std::remove_if(config.vms.begin(), config.vms.end(), [](const VmConfig& vm) { return vm.name.empty(); }),
+                     config.vms.end());
     // Remotes in slot order, each with its ranges as they are now.
     for (size_t slot = 0; slot < remotes_.size(); ++slot) {
         if (!remotes_[slot].active) continue;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -84,6 +85,15 @@ public:
     bool set_link(size_t vm_index, bool up);
     // The VM that receives VM `vm_index`'s traffic now: itself, or its backup while it is down.
     std::string served_by(size_t vm_index) const;
+    // VMs added and removed at runtime (docs/control.md, /portmux/vm/add and /portmux/vm/del): vhost-user VMs
+    // only, without ranges. add_vm validates `vm` as the loader would, takes the lowest free VM index, and runs
+    // `attach(index)` (which registers the socket and answers an error message, empty when attached) before
+    // the VM appears in a snapshot. remove_vm refuses a VM that still owns ranges, is another VM's backup or a
+    // group member; the snapshot without it is published before `detach(index)` runs. Any thread.
+    Result<ChangeReport> add_vm(const VmConfig& vm, const std::function<std::string(size_t)>& attach);
+    Result<ChangeReport> remove_vm(const std::string& name, const std::function<void(size_t)>& detach);
+    // The VMs that exist now, with their index (a removed VM leaves a free index behind).
+    std::vector<std::pair<size_t, VmConfig>> vms() const;
     // Remote VMs (docs/remote-vms.md): names share the namespace of VM names. Adding needs `vxlan`; removing
     // is refused while the remote owns ranges. Any thread; changes are serialised.
     Result<ChangeReport> add_remote(const std::string& name, const Ipv4Addr& host, const MacAddr& mac);
@@ -130,7 +140,6 @@ private:
         bool active = false;
         RemoteConfig config;  // ranges are kept in registry_
     };
-    OwnerId remote_owner_id(size_t slot) const { return static_cast<OwnerId>(kFirstVmOwner + vm_count_ + slot); }
     std::optional<size_t> remote_slot_of(OwnerId owner) const;
     std::string check_vxlan_port_locked(const PortRange& range) const;
     void rebuild_vxlan_locked();
@@ -145,16 +154,21 @@ private:
     std::string check_new_name_locked(const std::string& name) const;
 
     mutable std::mutex mutex_;
-    Config config_;  // VMs and firewall as running; ranges are kept in registry_
+    // VMs and firewall as running; ranges are kept in registry_. config_.vms[i] is VM index i; a removed VM
+    // leaves an entry with an empty name (a free index). Its capacity is reserved for kMaxVms at start, so
+    // readers holding names_mutex_ alone never see it move.
+    Config config_;
     RangeRegistry registry_;
-    const size_t vm_count_;
     std::shared_ptr<const Firewall> firewall_;
     std::vector<bool> link_up_;  // by VM index; assumed up until the link watcher says otherwise
+    bool vm_present_locked(size_t vm_index) const {
+        return vm_index < config_.vms.size() && !config_.vms[vm_index].name.empty();
+    }
     uint64_t generation_ = 0;
     uint64_t firewall_builds_ = 0;
     SnapshotPublisher& publisher_;
     // Groups: config_.groups[g] owns ranges as group_ids_[g] (stable while the group exists). The names and
-    // ids of groups and of remotes (remotes_) change under both mutex_ and names_mutex_; owner_by_name and
+    // ids of VMs, groups and remotes (remotes_) change under both mutex_ and names_mutex_; owner_by_name and
     // owner_name read them under names_mutex_ alone, because they are also called with mutex_ held.
     std::vector<OwnerId> group_ids_;
     mutable std::mutex names_mutex_;

@@ -27,6 +27,7 @@ std::optional<size_t> SwitchState::group_index_locked(const std::string& name) c
 }
 
 std::optional<size_t> SwitchState::vm_index_locked(const std::string& name) const {
+    if (name.empty()) return std::nullopt;  // a removed VM's free index has no name
     for (size_t i = 0; i < config_.vms.size(); ++i)
         if (config_.vms[i].name == name) return i;
     return std::nullopt;
@@ -88,8 +89,8 @@ Result<ChangeReport> SwitchState::add_group(const std::string& name, const std::
         for (size_t j = 0; j < i; ++j)
             if (members[j].vm == members[i].vm) return fail(fmt::format("\"{}\" is listed twice", members[i].vm));
     }
-    // The lowest identifier after the VMs that no group holds: ranges are registered under it.
-    OwnerId id = vm_owner_id(vm_count_ + kMaxRemotes);  // group ids follow the remotes' slots
+    // The lowest identifier of the groups' block that no group holds: ranges are registered under it.
+    OwnerId id = kFirstGroupOwner;
     while (std::find(group_ids_.begin(), group_ids_.end(), id) != group_ids_.end()) ++id;
     if (id >= kMaxOwners) return fail(fmt::format("too many owners (at most {})", kMaxOwners));
     GroupConfig group;

@@ -6,9 +6,11 @@
 #include <string>
 #include <vector>
 
+#include "control/stats.hpp"
 #include "control/switch_state.hpp"
 #include "core/port.hpp"
 #include "core/worker_counters.hpp"
+#include "ports/vhost_status.hpp"
 
 struct rte_mempool;
 
@@ -19,8 +21,15 @@ class ConnectionTable;
 // What the commands read; filled by the application before register_telemetry() and never changed after.
 struct ControlContext {
     SwitchState* state = nullptr;
-    std::vector<Port> ports;                 // by dense index
+    std::vector<Port> ports;                 // by dense index, as at start (VMs added later are not in it)
     std::function<bool(uint16_t)> link_up;   // by dense index
+    // vhost-user VMs (drivers/vhost_user.hpp): a VM's state from the vhost library, by VM index (null: none).
+    std::function<VhostStatus(size_t vm_index, bool with_queue_stats)> vhost_status;
+    // /portmux/vm/add and /portmux/vm/del: register or unregister a VM's socket (null: the commands refuse).
+    std::function<std::string(size_t vm_index, const VmConfig& vm)> attach_vm;
+    std::function<void(size_t vm_index)> detach_vm;
+    // A VM index taken again starts its counters from zero (the workers' counters only grow).
+    std::shared_ptr<PortCounterBaselines> baselines = std::make_shared<PortCounterBaselines>();
     std::vector<const WorkerCounters*> counters;
     std::vector<unsigned> worker_lcores;
     unsigned main_lcore = 0;

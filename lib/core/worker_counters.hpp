@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/counters.hpp"
+#include "core/limits.hpp"
 
 namespace portmux {
 
@@ -33,7 +34,7 @@ public:
     }
     size_t port_count() const { return port_count_; }
     // Remote VMs (docs/remote-vms.md): frames and bytes sent to each, by its slot (< kRemoteSlots).
-    static constexpr size_t kRemoteSlots = 256;  // config's kMaxRemotes (checked where both are known)
+    static constexpr size_t kRemoteSlots = kMaxRemotes;
     void add_remote(size_t slot, uint64_t bytes) {
         counter_add(remote_[slot][0], 1);
         counter_add(remote_[slot][1], bytes);

@@ -12,11 +12,10 @@
 #include <cstdint>
 #include <memory>
 
+#include "core/limits.hpp"
+
 namespace portmux {
 
-// The most VMs one process serves: the vhost library's RTE_MAX_VHOST_DEVICE, and the size of every
-// per-VM table (slots, counters, transmit buffers).
-inline constexpr size_t kMaxVms = 1024;
 // Queue pairs of one guest that portmux uses (bits of the masks below). A guest may negotiate more
 // (QEMU's queues=N); the extra ones are never enabled by portmux's workers and the driver says so.
 inline constexpr uint16_t kMaxGuestQueuePairs = 64;

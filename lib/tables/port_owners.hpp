@@ -8,20 +8,29 @@
 #include <optional>
 #include <vector>
 
+#include "core/limits.hpp"
 #include "core/net_types.hpp"
 #include "core/port_range.hpp"
 
 namespace portmux {
 
-// Dense owner identifiers: 0 is "nobody", 1 the host, VMs from 2 on (VM i is 2 + i), then a block of
-// kMaxRemotes slots for remote VMs, then load-balanced groups (SwitchState assigns them); the data path only
+// Dense owner identifiers in fixed blocks, so an id never changes while its owner exists and VMs or remotes
+// added at runtime never renumber anyone: 0 is "nobody", 1 the host, then kMaxVms VM slots (VM i is 2 + i),
+// then kMaxRemotes remote slots, then load-balanced groups (SwitchState assigns them); the data path only
 // ever indexes the snapshot's owner targets with them.
 using OwnerId = uint16_t;
 inline constexpr OwnerId kNoOwner = 0;
 inline constexpr OwnerId kHostOwner = 1;
 inline constexpr OwnerId kFirstVmOwner = 2;
 inline constexpr size_t kMaxOwners = 4096;
+inline constexpr OwnerId kFirstRemoteOwner = kFirstVmOwner + kMaxVms;
+inline constexpr OwnerId kFirstGroupOwner = kFirstRemoteOwner + kMaxRemotes;
 inline constexpr OwnerId vm_owner_id(size_t vm_index) { return static_cast<OwnerId>(kFirstVmOwner + vm_index); }
+inline constexpr OwnerId remote_owner_id(size_t slot) { return static_cast<OwnerId>(kFirstRemoteOwner + slot); }
+inline constexpr OwnerId group_owner_id(size_t g) { return static_cast<OwnerId>(kFirstGroupOwner + g); }
+inline constexpr bool is_vm_owner(OwnerId owner) { return owner >= kFirstVmOwner && owner < kFirstRemoteOwner; }
+inline constexpr size_t vm_index_of(OwnerId owner) { return owner - kFirstVmOwner; }
+static_assert(kFirstGroupOwner < kMaxOwners, "room for groups after the VMs and remotes");
 
 enum class OwnerKind : uint8_t { kNone, kHost, kVm, kRemote, kGroup };
 

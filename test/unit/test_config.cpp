@@ -251,10 +251,18 @@ TEST_CASE("config: vms is an array of objects with known keys") {
                        "unknown key (expected one of: name, vhost, vhost_mode, device, mac, ranges, enabled, backup)");
 }
 
-TEST_CASE("config: at most 4094 VMs, the owner identifiers available") {
+TEST_CASE("config: up to kMaxVms (1,024) VMs, one more is refused with one line") {
     json doc = minimal();
-    doc["vms"] = json(std::vector<json>(4095, json::object()));
-    CHECK_CONFIG_ERROR(doc, "vms", "too many VMs (4095, at most 4094)");
+    json vms = json::array();
+    for (size_t i = 0; i < kMaxVms; ++i)
+        vms.push_back(vm(fmt::format("vm{}", i), fmt::format("52:54:00:00:{:02x}:{:02x}", i / 256, i % 256),
+                         json{fmt::format("tcp:{}", 10000 + i)}));
+    doc["vms"] = vms;
+    Config config = parse_config(doc);
+    CHECK(config.vms.size() == kMaxVms);
+    CHECK(config.vms.back().ranges.at(0).ports.first == 10000 + kMaxVms - 1);
+    doc["vms"].push_back(vm("one-more", "52:54:00:00:ff:ff"));
+    CHECK_CONFIG_ERROR(doc, "vms", "too many VMs (1025, at most 1024)");
 }
 
 TEST_CASE("config: VM names are valid, unique and not \"host\"") {

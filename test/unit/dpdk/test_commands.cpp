@@ -108,7 +108,7 @@ struct Switch {
             p.vhost_mode = v.vhost_mode;
         }
         ctx.link_up = [this](uint16_t index) { return links_up.count(index) != 0; };
-        counters = std::make_unique<WorkerCounters>(ctx.ports.size());
+        counters = std::make_unique<WorkerCounters>(kFirstVmPortIndex + kMaxVms);  // as the workers count
         ctx.counters = {counters.get()};
         ctx.worker_lcores = {1};
         ctx.main_lcore = 0;
@@ -283,7 +283,8 @@ TEST_CASE("control vms: one object per VM keyed by position, names as values", "
     REQUIRE(a.contains("1"));
     REQUIRE(a.contains("2"));
     CHECK(a["0"]["name"] == "web");
-    CHECK(a["0"]["port"] == 12);
+    CHECK(a["0"]["port"] == kFirstVmPortIndex);  // a vhost-user VM has no ethdev: its portmux port index
+    CHECK(a["1"]["port"] == 13);                 // a device VM: its DPDK port id
     CHECK(a["0"]["mac"] == "52:54:00:12:34:01");
     CHECK(a["0"]["enabled"] == 1);
     CHECK(a["0"]["link"] == "up");
@@ -826,6 +827,7 @@ TEST_CASE("control read-only: every mutating command is refused, reading still w
         {"/portmux/firewall/default", "drop"},
         {"/portmux/address/add", "192.0.2.20"},    {"/portmux/address/del", "192.0.2.20"},
         {"/portmux/vm/backup", "web,db"},
+        {"/portmux/vm/add", "new,/run/portmux/new.sock,52:54:00:12:34:99"}, {"/portmux/vm/del", "web"},
         {"/portmux/remote/add", "db-b,198.51.100.2,02:00:00:00:0b:01"}, {"/portmux/remote/del", "db-b"},
         {"/portmux/group/add", "pool,web"},        {"/portmux/group/del", "pool"},
         {"/portmux/group/member/add", "pool,web"}, {"/portmux/group/member/del", "pool,web"},
@@ -964,4 +966,128 @@ TEST_CASE("control address/add and address/del: a shared address gets an empty t
     CHECK(sw.state->running_config().extra_shared_ips == std::vector<Ipv4Addr>{*Ipv4Addr::parse("192.0.2.30")});
     for (int i = 0; i < 14; ++i) expect_change(sw, "/portmux/address/add", fmt::format("198.51.100.{}", i + 1));
     expect_refused(sw, "/portmux/address/add", "198.51.100.99", {"the most supported"});
+}
+
+// ---- VMs added and removed at runtime ---------------------------------------------------------------------
+
+namespace {
+
+// The driver's side of vm/add and vm/del, recorded: which index was attached and detached, and a failure
+// to answer when asked to.
+struct FakeAttach {
+    std::vector<size_t> attached, detached;
+    std::string fail_with;
+    void install(Switch& sw) {
+        sw.ctx.attach_vm = [this](size_t index, const VmConfig&) {
+            if (!fail_with.empty()) return fail_with;
+            attached.push_back(index);
+            return std::string();
+        };
+        sw.ctx.detach_vm = [this](size_t index) { detached.push_back(index); };
+    }
+};
+
+}  // namespace
+
+TEST_CASE("control vm/add: a vhost-user VM takes the next index, gets a snapshot entry and ranges", "[control]") {
+    Switch sw;
+    FakeAttach driver;
+    driver.install(sw);
+    json a = expect_change(sw, "/portmux/vm/add", "api,/run/portmux/api.sock,52:54:00:12:34:10,server");
+    CHECK(a["index"] == 3);
+    CHECK(a["vhost_mode"] == "server");
+    CHECK(driver.attached == std::vector<size_t>{3});
+    const OwnerTarget& target = sw.snap().owners.at(vm_owner_id(3));
+    CHECK(target.kind == OwnerKind::kVm);
+    CHECK(target.port == vm_port_index(3));
+    CHECK(target.mac.to_string() == "52:54:00:12:34:10");
+    expect_change(sw, "/portmux/range/add", "api,tcp:7000-7099");
+    CHECK(sw.snap().table->lookup(L4Proto::kTcp, 7050) == vm_owner_id(3));
+    json vms = expect_ok(sw, "/portmux/vms", "api");
+    CHECK(vms["3"]["name"] == "api");
+    CHECK(vms["3"]["ranges"] == 1);
+    CHECK(vms["3"]["port"] == vm_port_index(3));
+    // It is saved with the others.
+    Config running = sw.state->running_config();
+    REQUIRE(running.vms.size() == 4);
+    CHECK(running.vms[3].name == "api");
+    CHECK(running.vms[3].vhost_mode == VhostMode::kServer);
+}
+
+TEST_CASE("control vm/add: bad or conflicting VMs are refused and change nothing", "[control]") {
+    Switch sw;
+    FakeAttach driver;
+    driver.install(sw);
+    expect_refused(sw, "/portmux/vm/add", "api,/run/portmux/api.sock", {"usage"});
+    expect_refused(sw, "/portmux/vm/add", "web,/run/portmux/x.sock,52:54:00:12:34:10", {"already used"});
+    expect_refused(sw, "/portmux/vm/add", "host,/run/portmux/x.sock,52:54:00:12:34:10", {"already used"});
+    expect_refused(sw, "/portmux/vm/add", "a b,/run/portmux/x.sock,52:54:00:12:34:10", {"NAME"});
+    expect_refused(sw, "/portmux/vm/add", "api,relative.sock,52:54:00:12:34:10", {"absolute"});
+    expect_refused(sw, "/portmux/vm/add", "api,/run/portmux/x.sock,01:00:5e:00:00:01", {"MAC"});
+    expect_refused(sw, "/portmux/vm/add", "api,/run/portmux/x.sock,zz", {"MAC"});
+    expect_refused(sw, "/portmux/vm/add", "api,/run/portmux/x.sock,52:54:00:12:34:01", {"MAC", "web"});
+    expect_refused(sw, "/portmux/vm/add", "api,/run/portmux/web.sock,52:54:00:12:34:10", {"socket", "web"});
+    expect_refused(sw, "/portmux/vm/add", "api,/run/portmux/x.sock,52:54:00:12:34:10,both", {"client or server"});
+    driver.fail_with = "VM \"api\": vhost socket /run/portmux/x.sock: directory /run/portmux is not writable";
+    expect_refused(sw, "/portmux/vm/add", "api,/run/portmux/x.sock,52:54:00:12:34:10", {"not writable"});
+    CHECK(driver.attached.empty());
+}
+
+TEST_CASE("control vm/add: up to kMaxVms VMs, one more is refused", "[control]") {
+    Switch sw;
+    FakeAttach driver;
+    driver.install(sw);
+    for (size_t i = 3; i < kMaxVms; ++i) {
+        json a = sw.run("/portmux/vm/add", fmt::format("vm{},/run/portmux/vm{}.sock,52:54:00:01:{:02x}:{:02x}", i, i,
+                                                        i / 256, i % 256));
+        REQUIRE(error_of(a).empty());
+        REQUIRE(a["index"] == i);
+    }
+    CHECK(sw.state->vms().size() == kMaxVms);
+    CHECK(sw.snap().owners.at(vm_owner_id(kMaxVms - 1)).kind == OwnerKind::kVm);
+    expect_refused(sw, "/portmux/vm/add", "vm-extra,/run/portmux/extra.sock,52:54:00:02:00:01", {"too many VMs", "1024"});
+    CHECK(driver.attached.size() == kMaxVms - 3);
+    // A freed index is taken again, and its counters start from zero.
+    sw.counters->add(vm_port_index(500), PortCounter::rx_packets, 7);
+    expect_change(sw, "/portmux/vm/del", "vm500");
+    CHECK(driver.detached == std::vector<size_t>{500});
+    CHECK(sw.snap().owners.at(vm_owner_id(500)).kind == OwnerKind::kNone);
+    json a = expect_change(sw, "/portmux/vm/add", "vm-new,/run/portmux/new.sock,52:54:00:02:00:02");
+    CHECK(a["index"] == 500);
+    json vms = expect_ok(sw, "/portmux/vms", "vm-new");
+    CHECK(vms["500"]["rx_packets"] == 0);
+    sw.counters->add(vm_port_index(500), PortCounter::rx_packets, 2);
+    CHECK(expect_ok(sw, "/portmux/vms", "vm-new")["500"]["rx_packets"] == 2);
+    // Every page of the full list fits telemetry.
+    json page = expect_ok(sw, "/portmux/vms");
+    expect_fits_telemetry("/portmux/vms", page);
+    CHECK(page["page_total"] == kMaxVms);
+}
+
+TEST_CASE("control vm/del: refused while the VM owns ranges, backs up another or is a group member", "[control]") {
+    Switch sw;
+    FakeAttach driver;
+    driver.install(sw);
+    expect_refused(sw, "/portmux/vm/del", "web", {"owns 2 ranges"});
+    expect_refused(sw, "/portmux/vm/del", "nobody", {"unknown VM"});
+    expect_refused(sw, "/portmux/vm/del", "db", {"owns"});
+    expect_change(sw, "/portmux/range/del", "tcp:8000-8099");
+    expect_change(sw, "/portmux/range/del", "udp:5353");
+    expect_change(sw, "/portmux/vm/backup", "my-vm.1,web");
+    expect_refused(sw, "/portmux/vm/del", "web", {"backup", "my-vm.1"});
+    expect_change(sw, "/portmux/vm/backup", "my-vm.1");
+    expect_change(sw, "/portmux/group/add", "pool,web");
+    expect_refused(sw, "/portmux/vm/del", "web", {"group", "pool"});
+    expect_change(sw, "/portmux/group/del", "pool");
+    json a = expect_change(sw, "/portmux/vm/del", "web");
+    CHECK(a["index"] == 0);
+    CHECK(driver.detached == std::vector<size_t>{0});
+    CHECK(sw.snap().owners.at(vm_owner_id(0)).kind == OwnerKind::kNone);
+    CHECK_FALSE(sw.state->owner_by_name("web"));
+    expect_refused(sw, "/portmux/vms", "web", {"unknown VM"});
+    // The other VMs keep their indexes and owner ids.
+    CHECK(sw.state->owner_by_name("db") == vm_owner_id(1));
+    Config running = sw.state->running_config();
+    REQUIRE(running.vms.size() == 2);
+    CHECK(running.vms[0].name == "db");
 }

@@ -126,7 +126,7 @@ size_t active_slots(const LbGroup& g, OwnerId member) {
 TEST_CASE("group snapshot: a group's ports point at a kGroup owner with its Maglev table", "[groups]") {
     GroupSwitch sw;
     const OwnerId pool = *sw.state->owner_by_name("pool");
-    CHECK(pool == vm_owner_id(3 + kMaxRemotes));  // group ids follow the VMs and the remotes' slots
+    CHECK(pool == kFirstGroupOwner);  // group ids follow the blocks of VM and remote slots
     CHECK(sw.state->owner_name(pool) == "pool");
     CHECK(sw.snap().table->lookup(L4Proto::kTcp, 80) == pool);
     REQUIRE(sw.snap().owners.size() > pool);
