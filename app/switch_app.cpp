@@ -120,6 +120,7 @@ struct LinkSeen {
 // Logs link changes (every port's first state too) and hands them to SwitchState: a VM's link drives its
 // failover to a backup. `link` holds the last state seen per dense port index.
 void watch_links(const PortSet& ports, SwitchState& state, std::vector<LinkSeen>& link) {
+    size_t waiting = 0;  // VMs first seen down: one line for all of them (a thousand guests may be missing)
     for (const Port& port : ports.ports()) {
         if (port.index >= link.size()) link.resize(port.index + 1);
         LinkSeen& seen = link[port.index];
@@ -127,9 +128,13 @@ void watch_links(const PortSet& ports, SwitchState& state, std::vector<LinkSeen>
         if (port.name.empty()) continue;
         const int up = ports.link_up(port.index) ? 1 : 0;
         if (up == seen.up) continue;
+        const bool first_look = seen.up == -1;
         seen.up = up;
         const bool is_vm = port.role == PortRole::kVm;
-        PMX_LOG_INFO("{}: link {}", is_vm ? fmt::format("VM \"{}\"", port.name) : port.name, up ? "up" : "down");
+        if (is_vm && first_look && up == 0)
+            ++waiting;
+        else
+            PMX_LOG_INFO("{}: link {}", is_vm ? fmt::format("VM \"{}\"", port.name) : port.name, up ? "up" : "down");
         if (is_vm && state.set_link(port.index - kFirstVmPortIndex, up == 1)) {
             const std::string serving = state.served_by(port.index - kFirstVmPortIndex);
             // A group member without a backup changes only its groups' tables.
@@ -139,6 +144,7 @@ void watch_links(const PortSet& ports, SwitchState& state, std::vector<LinkSeen>
                 PMX_LOG_INFO("VM \"{}\": down in its load-balanced groups", port.name);
         }
     }
+    if (waiting != 0) PMX_LOG_INFO("{} VM(s) without a guest yet: link down (see /portmux/vms)", waiting);
 }
 
 // Control-side objects shared with telemetry callbacks; released in order at shutdown.

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <bitset>
+#include <cstring>
 
 #include <fmt/format.h>
 
@@ -47,9 +48,15 @@ void add_vhost_status(json& entry, const VhostStatus& status, bool with_queues) 
         if (queue.vring >= 2 * kMaxReportedQueuePairs) break;
         // Even vrings carry portmux's transmit to the guest, odd ones the guest's transmit to portmux.
         const std::string prefix = fmt::format("q{}_{}", queue.vring / 2, queue.vring % 2 == 0 ? "to_vm" : "from_vm");
-        for (const auto& [name, value] : queue.values)
-            if (name == "good_packets" || name == "good_bytes")
-                entry[fmt::format("{}_{}", prefix, name == "good_packets" ? "packets" : "bytes")] = value;
+        // The library names them "<rx|tx>_q<N>_<statistic>".
+        auto ends_with = [](const std::string& text, const char* tail) {
+            const size_t n = std::strlen(tail);
+            return text.size() >= n && text.compare(text.size() - n, n, tail) == 0;
+        };
+        for (const auto& [name, value] : queue.values) {
+            if (ends_with(name, "_good_packets")) entry[prefix + "_packets"] = value;
+            if (ends_with(name, "_good_bytes")) entry[prefix + "_bytes"] = value;
+        }
     }
 }
 
