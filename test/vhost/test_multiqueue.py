@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""A guest with four queue pairs (net_virtio_user queues=4): portmux enables and polls all of them.
+
+The guest (dpdk-testpmd txonly on four queues) sends from its own UDP port: every queue's frames are
+dequeued (the vhost library's per-queue counters grow on all four) and leave the uplink (to_uplink_from_vm
+equals the VM's rx). Then the guest receives (rxonly): frames from the uplink reach it, every one once.
+
+Usage: test_multiqueue.py PORTMUX   (root, dpdk-testpmd, 256 MiB of free hugepages; else it skips)
+"""
+
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import consumers  # noqa: E402
+import telemetry  # noqa: E402
+from test_many_vms import SHARED_IP, PEER_IP, UPLINK_MAC, PEER_MAC, udp_frame, write_frames, check  # noqa: E402
+
+QUEUES = 4
+VM_MAC = "52:54:00:00:00:2a"
+VM_PORT = 10000  # udp_frame() sends from 40000 to this port
+
+
+def main():
+    portmux = sys.argv[1]
+    reason = consumers.skip_reason(256)
+    if reason:
+        print("SKIP: %s" % reason)
+        return 77
+    errors = []
+    work = tempfile.mkdtemp(prefix="pmx-mq-")
+    prefix = "pmx-mq-%d" % os.getpid()
+    uplink = consumers.NamespaceUplink("mq")
+    sock = os.path.join(work, "mq.sock")
+    guest = proc = None
+    try:
+        uplink.create()
+        config = {"shared_ip": SHARED_IP, "uplink": {"device": uplink.device(), "mac": UPLINK_MAC},
+                  "host": {"device": "net_null1,no-rx=1"}, "unmatched": "drop",
+                  "vms": [{"name": "mq", "vhost": sock, "vhost_mode": "server", "mac": VM_MAC,
+                           "ranges": ["udp:%d" % VM_PORT, "udp:30000-30099"]}]}
+        proc, _ = telemetry.start_portmux(portmux, config, work, prefix)
+        tel = telemetry.Telemetry(telemetry.socket_path(prefix), timeout=30)
+
+        # Sending on all four queues, from port 30000 of the VM's range.
+        guest = consumers.Consumer("mq-tx", [(sock, VM_MAC)], work, mode="txonly", queues=QUEUES, extra=[
+            "--tx-ip=%s,%s" % (SHARED_IP, PEER_IP), "--tx-udp=30000,40000", "--eth-peer=0,%s" % PEER_MAC,
+            "--txpkts=64", "--burst=8"])
+        guest.start()
+        late = consumers.wait_links(tel, ["mq"])
+        check(errors, not late, "the four-queue guest is attached" + ("" if not late else "\n" + guest.log()))
+        if late:
+            return 1
+        time.sleep(2)
+        entry = consumers.vm_entry(tel, "mq")
+        check(errors, entry["queue_pairs"] == QUEUES and entry["rx_queues"] == QUEUES and entry["tx_queues"] == QUEUES,
+              "every queue pair enabled (queue_pairs %s, rx_queues %s, tx_queues %s)" % (
+                  entry["queue_pairs"], entry["rx_queues"], entry["tx_queues"]))
+        per_queue = [entry.get("q%d_from_vm_packets" % q, 0)
+                     for q in range(QUEUES)]
+        check(errors, all(n > 0 for n in per_queue), "frames dequeued from each of the four queues: %s" % per_queue)
+        guest.stop()
+        stats = consumers.wait_settled(tel, key="to_uplink_from_vm")
+        entry = consumers.vm_entry(tel, "mq")
+        check(errors, entry["rx_packets"] > 0 and entry["rx_packets"] == stats["to_uplink_from_vm"] and
+              entry["dropped_spoof"] == 0,
+              "every frame from the guest left the uplink once (rx %d, to_uplink_from_vm %d)" % (
+                  entry["rx_packets"], stats["to_uplink_from_vm"]))
+
+        # Receiving: the same VM, a four-queue guest in rxonly.
+        guest = consumers.Consumer("mq-rx", [(sock, VM_MAC)], work, mode="rxonly", queues=QUEUES)
+        guest.start()
+        late = consumers.wait_links(tel, ["mq"])
+        check(errors, not late, "the guest is attached again (receiving)")
+        before = consumers.vm_entry(tel, "mq")
+        probe = os.path.join(work, "probe.hex")
+        write_frames(probe, [udp_frame(VM_PORT, 0)])
+        deadline = time.monotonic() + 30
+        while consumers.vm_entry(tel, "mq")["tx_packets"] == before["tx_packets"] and time.monotonic() < deadline:
+            uplink.send(probe)
+            time.sleep(0.3)
+        start = consumers.vm_entry(tel, "mq")
+        start_guest = guest.port_stats(0)["ipackets"]
+        path = os.path.join(work, "to-vm.hex")
+        write_frames(path, [udp_frame(VM_PORT, n) for n in range(500)])
+        uplink.send(path, pace=10)
+        consumers.wait_settled(tel)
+        entry = consumers.vm_entry(tel, "mq")
+        sent = entry["tx_packets"] - start["tx_packets"]
+        dropped = entry["tx_dropped"] - start["tx_dropped"]
+        got = guest.port_stats(0)["ipackets"] - start_guest
+        check(errors, sent + dropped == 500 and got == sent,
+              "500 frames to the guest: %d sent, %d ring full, %d received" % (sent, dropped, got))
+
+        tel.close()
+        proc.send_signal(signal.SIGTERM)
+        check(errors, proc.wait(timeout=30) == 0, "SIGTERM stops portmux with exit status 0")
+        proc = None
+    finally:
+        if guest is not None:
+            guest.stop()
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        uplink.destroy()
+        shutil.rmtree(os.path.join(telemetry.RUNTIME_DIR, prefix), ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+    if errors:
+        print("FAILED: %d check(s)" % len(errors))
+        return 1
+    print("ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
