@@ -3,6 +3,8 @@
 
 #include <cctype>
 
+#include <fmt/format.h>
+
 #include "control/commands.hpp"
 
 namespace portmux::command_params {
@@ -31,6 +33,13 @@ std::vector<std::string> split_params(const std::string& params) {
         start = comma + 1;
     }
     return out;
+}
+
+std::string check_count(const std::vector<std::string>& params, size_t min, size_t max, const char* usage) {
+    for (const std::string& p : params)
+        if (p.empty()) return fmt::format("empty parameter; usage: {}", usage);
+    if (params.size() >= min && params.size() <= max) return "";
+    return fmt::format("{} parameter{} given; usage: {}", params.size(), params.size() == 1 ? "" : "s", usage);
 }
 
 }  // namespace portmux::command_params
