@@ -25,6 +25,7 @@
 #include "core/log.hpp"
 #include "core/startup_error.hpp"
 #include "pipeline/worker.hpp"
+#include "ports/vm_capture.hpp"
 #include "port_set.hpp"
 
 namespace portmux {
@@ -151,6 +152,7 @@ void watch_links(const PortSet& ports, SwitchState& state, std::vector<LinkSeen>
 struct ProcessLifetime {
     std::unique_ptr<SnapshotPublisher> publisher;
     std::unique_ptr<SwitchState> state;
+    std::unique_ptr<VmCapture> capture;
     std::unique_ptr<ControlContext> control;
 };
 ProcessLifetime* g_lifetime = nullptr;
@@ -182,6 +184,8 @@ int run_switch(const CommandLine& command_line, const Config& config) {
         g_lifetime->publisher = std::make_unique<SnapshotPublisher>(static_cast<unsigned>(worker_lcores.size()));
         g_lifetime->state = std::make_unique<SwitchState>(config, *g_lifetime->publisher);
         g_lifetime->state->publish_initial();
+        // Stopping a capture waits for the workers' grace period before freeing it.
+        g_lifetime->capture = std::make_unique<VmCapture>(g_lifetime->publisher->rcu());
 
         WorkerShared shared;
         shared.snapshots = g_lifetime->publisher.get();
@@ -192,6 +196,7 @@ int run_switch(const CommandLine& command_line, const Config& config) {
         shared.port_count = static_cast<uint16_t>(kFirstVmPortIndex + kMaxVms);
         shared.worker_count = static_cast<unsigned>(worker_lcores.size());
         shared.vhost = &ports->vhost_slots();
+        shared.capture = g_lifetime->capture.get();
         shared.offload.direct_pool = ports->pool();
         shared.offload.indirect_pool = ports->indirect_pool();
         shared.offload.mtu = shared.mtu;
@@ -225,6 +230,7 @@ int run_switch(const CommandLine& command_line, const Config& config) {
         control->started = std::chrono::steady_clock::now();
         control->read_only = config.control.read_only;
         control->pool = ports->pool();
+        control->capture = g_lifetime->capture.get();
         g_lifetime->control = std::move(control);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "portmux: %s\n", e.what());
@@ -251,6 +257,8 @@ int run_switch(const CommandLine& command_line, const Config& config) {
     log_totals(sum_counters(g_lifetime->control->counters, ports->ports().size()), ports->ports());
     // Everything that lives in DPDK memory goes before rte_eal_cleanup(); telemetry must not reach it then.
     quiesce_telemetry();
+    // Captures still running are closed with what they have; no worker runs any more.
+    g_lifetime->capture.reset();
     workers.clear();
     ports.reset();
     g_lifetime->state.reset();

@@ -55,4 +55,11 @@ void add_page(nlohmann::json& answer, size_t total, size_t offset, size_t count)
     if (offset + count < total) answer["page_next"] = fmt::format("offset={}", offset + count);
 }
 
+std::string check_count(const std::vector<std::string>& params, size_t min, size_t max, const char* usage) {
+    for (const std::string& p : params)
+        if (p.empty()) return fmt::format("empty parameter; usage: {}", usage);
+    if (params.size() >= min && params.size() <= max) return "";
+    return fmt::format("{} parameter{} given; usage: {}", params.size(), params.size() == 1 ? "" : "s", usage);
+}
+
 }  // namespace portmux::command_params

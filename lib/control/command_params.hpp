@@ -25,5 +25,7 @@ Result<size_t> parse_offset(std::vector<std::string>& params);
 // never keys, and paging is described by three keys: page_total, page_offset and, while more follow,
 // page_next ("offset=N").
 void add_page(nlohmann::json& answer, size_t total, size_t offset, size_t count);
+// "" when there are `min`..`max` parameters and none is empty; else the message that says so, with `usage`.
+std::string check_count(const std::vector<std::string>& params, size_t min, size_t max, const char* usage);
 
 }  // namespace portmux::command_params

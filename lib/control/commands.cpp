@@ -434,12 +434,13 @@ const std::vector<CommandSpec>& command_table() {
         {"/portmux/remote/add", "Add a remote VM reached through VXLAN. Parameters: NAME,HOST,MAC", true, cmd_remote_add},
         {"/portmux/remote/del", "Remove a remote VM that owns no range. Parameter: NAME", true, cmd_remote_del},
     };
-    static const std::vector<CommandSpec> with_groups = [] {
+    static const std::vector<CommandSpec> with_extensions = [] {
         std::vector<CommandSpec> all = table;
         all.insert(all.end(), group_command_table().begin(), group_command_table().end());
+        all.insert(all.end(), capture_command_table().begin(), capture_command_table().end());
         return all;
     }();
-    return with_groups;
+    return with_extensions;
 }
 
 json run_command(const ControlContext& context, const std::string& name, const std::string& params) {

@@ -15,17 +15,10 @@ using nlohmann::json;
 
 inline constexpr size_t kGroupPageSize = 40;
 
+using command_params::check_count;
 using command_params::error;
 using command_params::trim;
 const auto& split = command_params::split_params;
-
-// The usage message when the count is wrong or a parameter is empty; "" when they are fine.
-std::string check_count(const std::vector<std::string>& params, size_t min, size_t max, const char* usage) {
-    for (const std::string& p : params)
-        if (p.empty()) return fmt::format("empty parameter; usage: {}", usage);
-    if (params.size() >= min && params.size() <= max) return "";
-    return fmt::format("{} parameter{} given; usage: {}", params.size(), params.size() == 1 ? "" : "s", usage);
-}
 
 Result<uint8_t> parse_weight(const std::string& text) {
     if (text.empty() || text.size() > 3 || !std::all_of(text.begin(), text.end(), ::isdigit) || std::stoul(text) == 0 ||

@@ -17,6 +17,7 @@ struct rte_mempool;
 namespace portmux {
 
 class ConnectionTable;
+class VmCapture;
 
 // What the commands read; filled by the application before register_telemetry() and never changed after.
 struct ControlContext {
@@ -38,6 +39,7 @@ struct ControlContext {
     bool read_only = false;  // mutating commands are not registered (and refused if reached)
     const rte_mempool* pool = nullptr;  // the packet mbuf pool, for its free count
     std::vector<const ConnectionTable*> connections;  // by worker, for /portmux/groups (flows in the tables)
+    VmCapture* capture = nullptr;  // /portmux/capture/* (null: captures unavailable); synchronises itself
 };
 
 // Registers every command of command_table() (only the read-only ones when context->read_only).

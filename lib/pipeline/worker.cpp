@@ -634,6 +634,7 @@ bool Worker::poll_vhost_queue(const Snapshot& snap, uint16_t vm, uint16_t queue_
     const uint16_t n = rte_vhost_dequeue_burst(vid, static_cast<uint16_t>(2 * queue_pair + 1), shared_.pool, pkts,
                                                kBurstSize);
     if (n == 0) return false;
+    if (shared_.capture != nullptr) shared_.capture->capture(vm, CaptureDirection::kFromVm, pkts, n, queue_pair);
     const uint16_t port_index = vm_port_index(vm);
     uint64_t bytes = 0;
     for (uint16_t i = 0; i < n; ++i) bytes += rte_pktmbuf_pkt_len(pkts[i]);
@@ -658,6 +659,8 @@ uint16_t Worker::transmit_vhost(uint16_t port_index, rte_mbuf** pkts, uint16_t c
     const uint16_t queues = slot.tx_queues.load(std::memory_order_acquire);
     if (vid < 0 || queues == 0) return 0;
     const uint16_t vring = static_cast<uint16_t>(2 * (setup_.worker_id % queues));
+    if (shared_.capture != nullptr)
+        shared_.capture->capture(port_index - kFirstVmPortIndex, CaptureDirection::kToVm, pkts, count, vring / 2);
     uint16_t sent = rte_vhost_enqueue_burst(vid, vring, pkts, count);
     if (sent < count) {
         counters_->add(port_index, PortCounter::tx_retries);

@@ -14,6 +14,7 @@
 #include "pipeline/guest_offload.hpp"
 #include "pipeline/parsed_frame.hpp"
 #include "ports/vhost_slots.hpp"
+#include "ports/vm_capture.hpp"
 #include "tables/snapshot.hpp"
 
 struct rte_mbuf;
@@ -63,6 +64,7 @@ struct WorkerShared {
     uint16_t port_count = 0;  // dense ports: uplink, host, then kMaxVms VM slots
     unsigned worker_count = 1;
     VhostSlots* vhost = nullptr;     // the vhost-user VM ports (null: none can exist)
+    VmCapture* capture = nullptr;    // captures of VM ports (null: none can run)
     GuestOffloadContext offload;     // finishing guests' checksum and TSO frames before the uplink
     uint16_t mtu = 1500;      // largest IP packet sent to a VM or the host without fragmenting it
     uint32_t host_rate_pps = 0;  // frames per second this worker may hand to the host port (0: no limit)

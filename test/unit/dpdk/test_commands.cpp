@@ -23,6 +23,7 @@
 #include "control/telemetry.hpp"
 #include "core/port_index.hpp"
 #include "core/worker_counters.hpp"
+#include "ports/vm_capture.hpp"
 #include "tables/snapshot.hpp"
 
 using namespace portmux;
@@ -832,6 +833,7 @@ TEST_CASE("control read-only: every mutating command is refused, reading still w
         {"/portmux/group/add", "pool,web"},        {"/portmux/group/del", "pool"},
         {"/portmux/group/member/add", "pool,web"}, {"/portmux/group/member/del", "pool,web"},
         {"/portmux/group/member/weight", "pool,web,2"}, {"/portmux/group/member/drain", "pool,web"},
+        {"/portmux/capture/start", "web," + dir + "/web.pcapng"}, {"/portmux/capture/stop", "web"},
     };
     size_t mutating = 0;
     for (const CommandSpec& spec : command_table()) {
@@ -848,6 +850,49 @@ TEST_CASE("control read-only: every mutating command is refused, reading still w
     }
     CHECK(mutating == valid.size());
     CHECK(access(sw.ctx.config_file.c_str(), F_OK) != 0);
+    CHECK(access((dir + "/web.pcapng").c_str(), F_OK) != 0);
+    std::system(fmt::format("rm -rf '{}'", dir).c_str());
+}
+
+TEST_CASE("control capture: a vhost VM's capture starts, is listed and stops; refusals change nothing",
+          "[control][capture]") {
+    Switch sw;
+    VmCapture capture(nullptr);
+    sw.ctx.capture = &capture;
+    const std::string dir = temp_dir();
+    const std::string file = dir + "/web.pcapng";
+    expect_refused(sw, "/portmux/capture/start", "nobody," + file, {"unknown VM", "nobody"});
+    expect_refused(sw, "/portmux/capture/start", "db," + file, {"device port", "dpdk-dumpcap"});
+    expect_refused(sw, "/portmux/capture/start", "web,web.pcapng", {"absolute"});
+    expect_refused(sw, "/portmux/capture/start", "web," + file + ",0", {"MAX_PACKETS"});
+    expect_refused(sw, "/portmux/capture/start", "web," + file + ",ten", {"MAX_PACKETS"});
+    expect_refused(sw, "/portmux/capture/start", "web,/" + std::string(130, 'a'), {"at most 120 bytes"});
+    expect_refused(sw, "/portmux/capture/start", "web", {"usage"});
+    expect_refused(sw, "/portmux/capture/start", dir + "/missing/web.pcapng", {"usage"});
+    expect_refused(sw, "/portmux/capture/start", "web," + dir + "/missing/web.pcapng", {"cannot create"});
+    expect_refused(sw, "/portmux/capture/stop", "web", {"not captured"});
+    expect_refused(sw, "/portmux/capture/stop", "nobody", {"unknown VM"});
+    CHECK(sw.run("/portmux/captures")["captures"] == 0);
+    CHECK(access(file.c_str(), F_OK) != 0);
+
+    json started = sw.run("/portmux/capture/start", "web," + file + ",7");
+    CHECK(error_of(started).empty());
+    CHECK(started["vm"] == "web");
+    CHECK(started["max_packets"] == 7);
+    CHECK(access(file.c_str(), F_OK) == 0);
+    expect_refused(sw, "/portmux/capture/start", "web," + dir + "/again.pcapng", {"already captured"});
+    json listed = sw.run("/portmux/captures");
+    CHECK(listed["captures"] == 1);
+    CHECK(listed["max_captures"] == kMaxCaptures);
+    CHECK(listed["0"]["vm"] == "web");
+    CHECK(listed["0"]["file"] == file);
+    CHECK(listed["0"]["state"] == "running");
+    json stopped = sw.run("/portmux/capture/stop", "web");
+    CHECK(error_of(stopped).empty());
+    CHECK(stopped["state"] == "stopped");
+    CHECK(stopped["written"] == 0);
+    CHECK(stopped["dropped"] == 0);
+    CHECK(sw.run("/portmux/captures")["captures"] == 0);
     std::system(fmt::format("rm -rf '{}'", dir).c_str());
 }
 
