@@ -2,6 +2,8 @@
 #include "pipeline/guest_offload.hpp"
 
 #include <algorithm>
+#include <cstddef>
+#include <cstring>
 
 #include <rte_ethdev.h>
 #include <rte_ether.h>
@@ -46,17 +48,21 @@ bool find_headers(const rte_mbuf* m, Headers& h) {
 bool complete_checksums(rte_mbuf* m, const Headers& h) {
     auto* l3 = rte_pktmbuf_mtod_offset(m, uint8_t*, h.l2);
     const uint16_t l4_offset = static_cast<uint16_t>(h.l2 + h.l3);
-    uint16_t* field = h.tcp ? &rte_pktmbuf_mtod_offset(m, rte_tcp_hdr*, l4_offset)->cksum
-                            : &rte_pktmbuf_mtod_offset(m, rte_udp_hdr*, l4_offset)->dgram_cksum;
-    *field = 0;
+    // The checksum field, written through bytes: the headers are packed structures.
+    const uint16_t field_offset = static_cast<uint16_t>(
+        l4_offset + (h.tcp ? offsetof(rte_tcp_hdr, cksum) : offsetof(rte_udp_hdr, dgram_cksum)));
+    uint8_t* field = rte_pktmbuf_mtod_offset(m, uint8_t*, field_offset);
+    uint16_t sum = 0;
+    std::memcpy(field, &sum, sizeof(sum));
     if (h.ipv4) {
         auto* ip = reinterpret_cast<rte_ipv4_hdr*>(l3);
         ip->hdr_checksum = 0;
         ip->hdr_checksum = rte_ipv4_cksum(ip);
-        *field = rte_ipv4_udptcp_cksum_mbuf(m, ip, l4_offset);
+        sum = rte_ipv4_udptcp_cksum_mbuf(m, ip, l4_offset);
     } else {
-        *field = rte_ipv6_udptcp_cksum_mbuf(m, reinterpret_cast<rte_ipv6_hdr*>(l3), l4_offset);
+        sum = rte_ipv6_udptcp_cksum_mbuf(m, reinterpret_cast<rte_ipv6_hdr*>(l3), l4_offset);
     }
+    std::memcpy(field, &sum, sizeof(sum));
     return true;
 }
 
