@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The benchmark suite in one command: set-up, a release build, the stage benchmark and the throughput
-# benchmark, then OUT/<timestamp>/results.json, results.md and plots of range-count and firewall-rule scaling.
+# benchmark (parts a-e), the cycles benchmark beside DPDK's l3fwd (part f), then OUT/<timestamp>/results.json,
+# results.md and plots of range-count and firewall-rule scaling and of cycles per packet per variant.
 #
-# Usage: scripts/bench.sh [--out DIR] [--repeat N] [--quick] [--parts a,b,c,d,e] [--no-setup]
+# Usage: scripts/bench.sh [--out DIR] [--repeat N] [--quick] [--parts a,b,c,d,e,f] [--no-setup]
 #   --out DIR    where results go (default /tmp/portmux-bench); nothing is written inside the source tree
 #                except the release build directory build-bench/
-#   --repeat N   throughput runs per measurement (default 3); the stage benchmark does 21 runs
+#   --repeat N   throughput runs per measurement (default 3); the stage benchmark does 21 runs, part f at least 5
 #   --quick      a seconds-long smoke run (numbers are not meaningful)
 #   --no-setup   skip scripts/setup.sh (packages, hugepages, build/)
 set -euo pipefail
@@ -15,7 +16,7 @@ ROOT="$(pwd)"
 OUT="/tmp/portmux-bench"
 REPEAT=3
 QUICK=0
-PARTS="a,b,c,d,e"
+PARTS="a,b,c,d,e,f"
 SETUP=1
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -75,7 +76,13 @@ else
   fi
 fi
 
-# ---- the two benchmarks --------------------------------------------------------------------------------------
+# Part f's reference: l3fwd from dpdk-doc's example sources, built into the release build directory.
+L3FWD=""
+if [[ ",$PARTS," == *",f,"* ]]; then
+  L3FWD="$(bash test/bench/build_l3fwd.sh "$BUILD/l3fwd")"
+fi
+
+# ---- the benchmarks ------------------------------------------------------------------------------------------
 quick=()
 [ "$QUICK" = 1 ] && quick=(--quick)
 STAGES_CMD=("$STAGES" "${quick[@]+"${quick[@]}"}" --json "$RESULTS/stages.json" -- --no-huge --no-pci --lcores 0@1 -m 1024)
@@ -85,16 +92,28 @@ echo "bench: ${STAGES_CMD[*]}"
 "${STAGES_CMD[@]}" | tee "$RESULTS/stages.txt"
 echo "bench: ${THROUGHPUT_CMD[*]}"
 "${THROUGHPUT_CMD[@]}" | tee "$RESULTS/throughput.txt"
+CYCLES_CMD=()
+if [ -n "$L3FWD" ]; then
+  tsc_hz="$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["tsc_hz"])' "$RESULTS/stages.json")"
+  CYCLES_CMD=(/usr/bin/python3 test/bench/cycles.py --portmux "$BUILD/app/portmux" --l3fwd "$L3FWD"
+              --work "$RESULTS/cycles" --repeat "$(( REPEAT > 5 ? REPEAT : 5 ))" --tsc-hz "$tsc_hz"
+              "${quick[@]+"${quick[@]}"}" --json "$RESULTS/cycles.json")
+  echo "bench: ${CYCLES_CMD[*]}"
+  "${CYCLES_CMD[@]}" | tee "$RESULTS/cycles.txt" || echo "bench: part f reported errors (see above)" >&2
+fi
 
 # ---- results.json, results.md (targets met or not), plot data --------------------------------------------------
-/usr/bin/python3 - "$RESULTS" "${STAGES_CMD[*]}" "${THROUGHPUT_CMD[*]}" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" <<'PY'
+/usr/bin/python3 - "$RESULTS" "${STAGES_CMD[*]}" "${THROUGHPUT_CMD[*]}" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+  "${CYCLES_CMD[*]+"${CYCLES_CMD[*]}"}" <<'PY'
 import json
 import os
 import sys
 
-results, stages_cmd, throughput_cmd, commit = sys.argv[1:5]
+results, stages_cmd, throughput_cmd, commit, cycles_cmd = sys.argv[1:6]
 stages = json.load(open(os.path.join(results, "stages.json")))
 tp = json.load(open(os.path.join(results, "throughput.json")))
+cycles_path = os.path.join(results, "cycles.json")
+cy = json.load(open(cycles_path)) if cycles_cmd and os.path.exists(cycles_path) else None
 st = stages["stages"]
 
 
@@ -114,12 +133,14 @@ def ratio_target(name, r, limit, above=True):
     target(name, r, ok, "%.2fx" % r if r is not None else "not measured")
 
 
-a = tp["switch_no_vms"]
-ratio_target("no firewall rules, no VMs: portmux >= 0.90x testpmd io", a["ratio_0_rules"], 0.90)
-for size in ("64", "1518"):
-    ratio_target("no firewall rules, vhost-user %s B: portmux >= 0.90x testpmd io" % size,
-                 tp["vhost"][size]["ratio_testpmd"], 0.90)
-ratio_target("1,000 firewall rules: portmux >= 0.70x testpmd io", a["ratio_1000_rules"], 0.70)
+# The fast path is held to DPDK's l3fwd, which does comparable work (part f): portmux's TSC cycles per packet
+# over l3fwd's, lower is better.
+for traffic, label in (("a", "part a's frames"), ("imix", "IMIX")):
+    ratios = (cy or {}).get("ratios", {}).get(traffic, {})
+    ratio_target("%s, no rules: portmux <= 0.85x the cycles of l3fwd LPM" % label,
+                 ratios.get("portmux_0_rules/l3fwd_lpm"), 0.85, above=False)
+    ratio_target("%s, 1,000 rules: portmux <= 0.85x the cycles of l3fwd ACL (same rules)" % label,
+                 ratios.get("portmux_1000_rules/l3fwd_acl"), 0.85, above=False)
 for size in ("64", "1518"):
     ratio_target("vhost-user %s B: portmux >= 2.0x OVS-DPDK" % size, tp["vhost"][size]["ratio_ovs"], 2.0)
 lookups = [med(st["range_lookup"][n]["portmux"]) for n in ("1", "1000", "65536")]
@@ -142,7 +163,8 @@ target("10,000 range changes per second under full load with zero unintended los
            rate, "%.2f" % c["worst_latency_ms"] if c["worst_latency_ms"] is not None else "n/a"))
 
 combined = {"commit": commit, "stages_command": stages_cmd, "throughput_command": throughput_cmd,
-            "stages": stages, "throughput": tp, "targets": targets}
+            "cycles_command": cycles_cmd or None, "stages": stages, "throughput": tp, "cycles": cy,
+            "targets": targets}
 json.dump(combined, open(os.path.join(results, "results.json"), "w"), indent=2)
 
 with open(os.path.join(results, "ranges.dat"), "w") as f:
@@ -159,19 +181,39 @@ with open(os.path.join(results, "firewall.dat"), "w") as f:
         vals = [med(r["portmux_v4"]), med(r["rte_acl_v4"]), med(r["portmux_v6"]), med(r["rte_acl_v6"])]
         f.write("%s %s\n" % (max(int(n), 1), " ".join("NaN" if v is None else "%.2f" % v for v in vals)))
 
+if cy:
+    with open(os.path.join(results, "cycles.dat"), "w") as f:
+        variants = ("testpmd_io", "l3fwd_lpm", "l3fwd_acl", "portmux_0_rules", "portmux_1000_rules")
+        f.write("# traffic %s (median TSC cycles per packet)\n" % " ".join(variants))
+        for traffic, result in cy["traffic"].items():
+            f.write("%s %s\n" % (traffic, " ".join("%.1f" % result[v]["median"] if v in result else "NaN"
+                                                   for v in variants)))
+
 stages_txt = open(os.path.join(results, "stages.txt")).read()
 tp_txt = open(os.path.join(results, "throughput.txt")).read()
 with open(os.path.join(results, "results.md"), "w") as f:
     f.write("# portmux benchmark results\n\n")
     f.write("Date: %s, commit %s, %s (%d CPUs), DPDK %s.\n\n" % (tp["date"], commit, tp["cpu_model"], tp["cpus"], tp["dpdk"]))
-    f.write("Commands:\n\n```\n%s\n%s\n```\n\n" % (stages_cmd, throughput_cmd))
+    f.write("Commands:\n\n```\n%s\n%s\n%s```\n\n" % (stages_cmd, throughput_cmd,
+                                                      cycles_cmd + "\n" if cycles_cmd else ""))
     f.write("## Targets\n\n| target | met | measured |\n| --- | --- | --- |\n")
     for t in targets:
         met = "n/a" if t["met"] is None else ("yes" if t["met"] else "**no**")
         f.write("| %s | %s | %s |\n" % (t["target"], met, t["measured"]))
     f.write("\n## Stage costs (TSC cycles per packet)\n\n```\n%s```\n\n" % stages_txt)
     f.write("## Throughput (Mpps)\n\n```\n%s```\n\n" % tp_txt)
-    f.write("Plots: ranges.png (range-count scaling), firewall.png (firewall-rule scaling).\n")
+    if cy:
+        f.write("## Cycles per packet beside l3fwd (part f)\n\n| traffic | variant | TSC cycles per packet "
+                "(median, min-max) | Mpps per CPU s |\n| --- | --- | ---: | ---: |\n")
+        for traffic, result in cy["traffic"].items():
+            for v, s in result.items():
+                f.write("| %s | %s | %.1f (%.1f-%.1f) | %.2f |\n" % (traffic, v, s["median"], s["min"], s["max"],
+                                                                  s["mpps_per_cpu_s"]))
+        f.write("\n")
+        for traffic, ratios in cy["ratios"].items():
+            f.write("%s: %s\n\n" % (traffic, ", ".join("%s %.2fx" % kv for kv in ratios.items())))
+    f.write("Plots: ranges.png (range-count scaling), firewall.png (firewall-rule scaling)%s.\n" % (
+        ", cycles.png (cycles per packet per variant)" if cy else ""))
 for t in targets:
     print("target: %-80s %s (%s)" % (t["target"], "n/a" if t["met"] is None else ("met" if t["met"] else "NOT met"),
                                       t["measured"]))
@@ -210,7 +252,24 @@ plot "$RESULTS/firewall.dat" using 1:2 with linespoints title "Firewall::classif
      "" using 1:4 with linespoints title "Firewall::classify_v6", \
      "" using 1:5 with linespoints title "rte_acl_classify v6"
 EOF
+  if [ -f "$RESULTS/cycles.dat" ]; then
+    gnuplot <<EOF
+set terminal pngcairo size 900,540 noenhanced
+set datafile missing "NaN"
+set output "$RESULTS/cycles.png"
+set title "Forwarding cost per packet (TSC cycles of the forwarding thread's CPU time, median)"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set ylabel "cycles per packet"
+set yrange [0:*]
+set key top left
+plot "$RESULTS/cycles.dat" using 2:xtic(1) title "testpmd io", "" using 3 title "l3fwd LPM", \\
+     "" using 4 title "l3fwd ACL (1,000 rules)", "" using 5 title "portmux, 0 rules", \\
+     "" using 6 title "portmux, 1,000 rules"
+EOF
+  fi
 else
   echo "bench: gnuplot missing: no plots" >&2
 fi
-echo "bench: results in $RESULTS (results.json, results.md, ranges.png, firewall.png)"
+echo "bench: results in $RESULTS (results.json, results.md, ranges.png, firewall.png, cycles.png)"

@@ -10,6 +10,8 @@ PACKAGES=(
   libdpdk-dev nlohmann-json3-dev libfmt-dev libboost-program-options-dev catch2
   # runtime tools: dpdk-testpmd, dpdk-telemetry.py, dpdk-dumpcap
   dpdk dpdk-dev
+  # the benchmark's reference application, DPDK's l3fwd, built from the example sources of dpdk-doc
+  dpdk-doc make
   # tests and demo: scapy (Debian's python3), namespaces, veth offloads
   python3 python3-scapy iproute2 ethtool procps
 )

@@ -2,7 +2,7 @@
 """Helper of bench_throughput.sh: traffic pcaps, portmux configurations, counter rates through telemetry,
 paced range changes, final counters, and the report (table and JSON).
 
-Usage: bench_helper.py pcap|config|rate|churn|final|report ... (see each command's argparse help)
+Usage: bench_helper.py pcap|imix|l3fwd-rules|config|rate|churn|final|report ... (see each command's argparse help)
 """
 
 import argparse
@@ -10,6 +10,7 @@ import json
 import os
 import random
 import re
+import socket
 import statistics
 import struct
 import sys
@@ -20,6 +21,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from telemetry import Telemetry, socket_path  # noqa: E402
 
 SHARED_IP = "192.0.2.10"
+SHARED_IP6 = "2001:db8::10"
 UPLINK_MAC = "02:00:00:00:0a:01"
 PEER_MAC = "02:00:00:00:00:fe"
 SPREAD_WARNING = 1.5
@@ -67,6 +69,35 @@ def frame(proto, sport, dport, src_ip, size):
     return eth + ip + l4
 
 
+def frame6(proto, sport, dport, src_ip6, size):
+    """An Ethernet/IPv6/TCP-or-UDP frame to SHARED_IP6 of `size` bytes on the wire (FCS included)."""
+    l4_len = 20 if proto == 6 else 8
+    payload = max(0, size - 4 - 14 - 40 - l4_len)
+    src = bytes(src_ip6)
+    dst = socket.inet_pton(socket.AF_INET6, SHARED_IP6)
+    body = bytes(payload)
+    if proto == 6:
+        l4 = struct.pack("!HHIIBBHHH", sport, dport, 1, 1, 0x50, 0x10, 65535, 0, 0) + body
+        csum_at = 16
+    else:
+        l4 = struct.pack("!HHHH", sport, dport, 8 + payload, 0) + body
+        csum_at = 6
+    pseudo = src + dst + struct.pack("!IxxxB", len(l4), proto)
+    c = checksum(pseudo + l4) or 0xffff
+    l4 = l4[:csum_at] + struct.pack("!H", c) + l4[csum_at + 2:]
+    ip6 = struct.pack("!IHBB16s16s", 6 << 28, len(l4), proto, 64, src, dst)
+    eth = mac_bytes(UPLINK_MAC) + mac_bytes(PEER_MAC) + struct.pack("!H", 0x86DD)
+    return eth + ip6 + l4
+
+
+def write_pcap(path, frames):
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for data in frames:
+            f.write(struct.pack("<IIII", 0, 0, len(data), len(data)))
+            f.write(data)
+
+
 def parse_span(text):
     """"tcp:1024-2047", "udp:80", "1024-65535" (TCP and UDP)."""
     protos = [6, 17]
@@ -87,11 +118,33 @@ def cmd_pcap(args):
         proto = rng.choice(protos)
         src_ip = (198, 18 + rng.randrange(2), rng.randrange(256), 1 + rng.randrange(254))
         frames.append(frame(proto, 1024 + rng.randrange(64000), rng.randint(first, last), src_ip, args.size))
-    with open(args.out, "wb") as f:
-        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-        for data in frames:
-            f.write(struct.pack("<IIII", 0, 0, len(data), len(data)))
-            f.write(data)
+    write_pcap(args.out, frames)
+
+
+# The IMIX of the cycles benchmark: sizes 64 / 576 / 1500 B in the classic 7:4:1 proportion, 30 % IPv6, TCP and
+# UDP alike, and `host_share` of the frames to ports no VM owns (they go to the host).
+IMIX_SIZES = [64] * 7 + [576] * 4 + [1500]
+
+
+def cmd_imix(args):
+    rng = random.Random(args.seed)
+    vm_first, vm_last = (int(x) for x in args.vm_ports.split("-"))
+    host_first, host_last = (int(x) for x in args.host_ports.split("-"))
+    frames = []
+    host_every = round(1 / args.host_share) if args.host_share > 0 else 0
+    for i in range(args.frames):
+        proto = rng.choice((6, 17))
+        size = IMIX_SIZES[i % len(IMIX_SIZES)]
+        to_host = host_every and i % host_every == host_every - 1
+        dport = rng.randint(host_first, host_last) if to_host else rng.randint(vm_first, vm_last)
+        sport = 1024 + rng.randrange(64000)
+        if rng.random() < args.ipv6_share:
+            src = socket.inet_pton(socket.AF_INET6, "2001:db8:ff::%x" % (1 + rng.randrange(0xfffe)))
+            frames.append(frame6(proto, sport, dport, src, size))
+        else:
+            src = (198, 18 + rng.randrange(2), rng.randrange(256), 1 + rng.randrange(254))
+            frames.append(frame(proto, sport, dport, src, size))
+    write_pcap(args.out, frames)
 
 
 # ---- configuration ----------------------------------------------------------------------------------------
@@ -147,14 +200,46 @@ def cmd_config(args):
         vms.append(vm)
     config = {
         "shared_ip": SHARED_IP,
+        **({"shared_ip6": SHARED_IP6} if args.ipv6 else {}),
         "uplink": {"device": args.uplink, "mac": UPLINK_MAC},
-        "host": {"device": args.host, "ranges": []},
+        "host": {"device": args.host, "ranges": [],
+                 **({"rate_limit_pps": args.host_rate_limit} if args.host_rate_limit is not None else {})},
         "vms": vms,
         "firewall": {"default": "accept", "rules": firewall_rules(args.rules, 7)},
         "unmatched": "host",
     }
     with open(args.out, "w") as f:
         json.dump(config, f)
+
+
+def l3fwd_acl_line(rule, lead, out_port=None):
+    """One rule in l3fwd's ACL file syntax: '@' (drop) or 'R' (route to out_port) lines of
+    "SRC/LEN DST/LEN SPORT_LO : SPORT_HI DPORT_LO : DPORT_HI PROTO/MASK [PORT]"."""
+    proto = {"tcp": "0x06/0xff", "udp": "0x11/0xff"}.get(rule.get("proto"), "0x00/0x00")
+    first, _, last = rule.get("dst_ports", "0-65535").partition("-")
+    line = "%s%s %s 0 : 65535 %s : %s %s" % (lead, rule.get("src", "0.0.0.0/0"), rule.get("dst", "0.0.0.0/0"),
+                                             first, last or first, proto)
+    return line + (" %d" % out_port if out_port is not None else "")
+
+
+def cmd_l3fwd_rules(args):
+    """l3fwd's rule files for the same work portmux does: LPM routes of the shared addresses to the sink
+    port; for ACL, the firewall rules of `config` (drop -> '@', accept -> a route to the sink, in order, as
+    l3fwd gives earlier lines higher priority) and a final route of everything else to the sink."""
+    config = json.load(open(args.config))
+    sink = args.sink_port
+    if args.lookup == "lpm":
+        v4 = ["R%s/32 %d" % (config["shared_ip"], sink)]
+        v6 = ["R%s/128 %d" % (config.get("shared_ip6", SHARED_IP6), sink)]
+    else:
+        v4 = [l3fwd_acl_line(r, "@") if r["action"] == "drop" else l3fwd_acl_line(r, "R", sink)
+              for r in config.get("firewall", {}).get("rules", []) if ":" not in r.get("src", "")]
+        v4.append(l3fwd_acl_line({}, "R", sink))
+        # (l3fwd reads IPv6 rule addresses in the full eight-group form only)
+        v6 = [l3fwd_acl_line({"src": "0:0:0:0:0:0:0:0/0", "dst": "0:0:0:0:0:0:0:0/0"}, "R", sink)]
+    for path, lines in ((args.out_v4, v4), (args.out_v6, v6)):
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
 
 
 def cmd_flows(args):
@@ -456,7 +541,7 @@ def print_table(out):
         print("WARNING: " + w)
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
     q = sub.add_parser("pcap")
@@ -465,6 +550,20 @@ def main():
     q.add_argument("--size", type=int, default=64)
     q.add_argument("--seed", type=int, default=1)
     q.add_argument("spans", nargs="+")
+    q = sub.add_parser("imix")
+    q.add_argument("out")
+    q.add_argument("--frames", type=int, default=1200)
+    q.add_argument("--seed", type=int, default=1)
+    q.add_argument("--vm-ports", default="1024-59999")
+    q.add_argument("--host-ports", default="60000-65535")
+    q.add_argument("--host-share", type=float, default=0.05)
+    q.add_argument("--ipv6-share", type=float, default=0.3)
+    q = sub.add_parser("l3fwd-rules")
+    q.add_argument("config", help="the portmux configuration whose work l3fwd is to do")
+    q.add_argument("out_v4")
+    q.add_argument("out_v6")
+    q.add_argument("--lookup", choices=["lpm", "acl"], required=True)
+    q.add_argument("--sink-port", type=int, default=1)
     q = sub.add_parser("config")
     q.add_argument("out")
     q.add_argument("--uplink", required=True)
@@ -474,6 +573,8 @@ def main():
     q.add_argument("--ranges", type=int, default=2)
     q.add_argument("--owned", default="1024-65535")
     q.add_argument("--rules", type=int, default=0)
+    q.add_argument("--host-rate-limit", type=int, help="host.rate_limit_pps (0: none)")
+    q.add_argument("--ipv6", action="store_true", help="add shared_ip6 (%s)" % SHARED_IP6)
     q = sub.add_parser("flows")
     q.add_argument("config")
     q.add_argument("out")
@@ -503,9 +604,14 @@ def main():
     q.add_argument("meta")
     q.add_argument("out")
     q.add_argument("crashes", nargs="?", default="")
-    args = p.parse_args()
-    {"pcap": cmd_pcap, "config": cmd_config, "flows": cmd_flows, "rate": cmd_rate, "churn": cmd_churn,
+    args = p.parse_args(argv)
+    {"pcap": cmd_pcap, "imix": cmd_imix, "l3fwd-rules": cmd_l3fwd_rules, "config": cmd_config, "flows": cmd_flows, "rate": cmd_rate, "churn": cmd_churn,
      "final": cmd_final, "report": cmd_report}[args.cmd](args)
+
+
+def main_argv(argv):
+    """One command run from another script (cycles.py), as if from the command line."""
+    main(argv)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Smoke run of both benchmarks (--quick): they must complete and write JSON with every expected key.
-# No timing is judged here. Usage: smoke.sh BENCH_STAGES PORTMUX BENCH_THROUGHPUT_SH
+# Smoke run of the benchmarks (--quick): stages, throughput and the cycles benchmark beside l3fwd must complete
+# and write JSON with every expected key. No timing is judged here.
+# Usage: smoke.sh BENCH_STAGES PORTMUX BENCH_THROUGHPUT_SH L3FWD_BUILD_DIR
 set -euo pipefail
 
 STAGES="$1"
 PORTMUX="$2"
 THROUGHPUT="$3"
+L3FWD_DIR="$4"
+BENCH_DIR="$(cd "$(dirname "$THROUGHPUT")" && pwd)"
 if [ "$(id -u)" -ne 0 ]; then
   echo "bench-smoke: needs root (DPDK runtime directory, network namespace): skipped"
   exit 77
@@ -15,13 +18,18 @@ trap 'rm -rf "$OUT"' EXIT
 
 "$STAGES" --quick --json "$OUT/stages.json" > "$OUT/stages.txt"
 bash "$THROUGHPUT" --portmux "$PORTMUX" --quick --json "$OUT/throughput.json" > "$OUT/throughput.txt"
+# Part f: l3fwd built from dpdk-doc's sources (cached in the build directory), then one short run of each variant.
+L3FWD="$(bash "$BENCH_DIR/build_l3fwd.sh" "$L3FWD_DIR")"
+/usr/bin/python3 "$BENCH_DIR/cycles.py" --portmux "$PORTMUX" --l3fwd "$L3FWD" --work "$OUT/cycles" --quick \
+  --json "$OUT/cycles.json" > "$OUT/cycles.txt" || { cat "$OUT/cycles.txt"; exit 1; }
 
-/usr/bin/python3 - "$OUT/stages.json" "$OUT/throughput.json" <<'PY'
+/usr/bin/python3 - "$OUT/stages.json" "$OUT/throughput.json" "$OUT/cycles.json" <<'PY'
 import json
 import sys
 
 stages = json.load(open(sys.argv[1]))
 throughput = json.load(open(sys.argv[2]))
+cycles = json.load(open(sys.argv[3]))
 missing = []
 
 
@@ -84,8 +92,17 @@ for key in ("host_only_mpps", "vm_only_mpps", "mixed_vm_mpps", "mixed_host_mpps"
             "host_tx_dropped_per_s", "skipped"):
     need(throughput, "exception/%s" % key)
 
+for traffic in ("a", "imix"):
+    for variant in ("testpmd_io", "l3fwd_lpm", "l3fwd_acl", "portmux_0_rules", "portmux_1000_rules"):
+        need(cycles, "traffic/%s/%s/median" % (traffic, variant), number=True)
+        share = cycles.get("traffic", {}).get(traffic, {}).get(variant, {}).get("forwarded_share", 0)
+        if share < 0.99:  # every variant must really forward the frames it is timed on
+            missing.append("traffic/%s/%s forwarded only %.3f of its frames" % (traffic, variant, share))
+    need(cycles, "ratios/%s/portmux_0_rules/l3fwd_lpm" % traffic, number=True)
+    need(cycles, "ratios/%s/portmux_1000_rules/l3fwd_acl" % traffic, number=True)
+
 if missing:
     print("bench-smoke: missing or wrong keys:\n  " + "\n  ".join(missing))
     sys.exit(1)
-print("bench-smoke: both benchmarks completed; stage and throughput JSON hold every expected key")
+print("bench-smoke: the three benchmarks completed; stage, throughput and cycles JSON hold every expected key")
 PY
