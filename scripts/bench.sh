@@ -221,7 +221,7 @@ PY
 
 # ---- plots -----------------------------------------------------------------------------------------------------
 if command -v gnuplot >/dev/null; then
-  gnuplot <<EOF
+  gnuplot <<EOF || echo "bench: gnuplot could not draw ranges.png or firewall.png (a part not run leaves them empty)" >&2
 set terminal pngcairo size 900,540 noenhanced
 set datafile missing "NaN"
 set output "$RESULTS/ranges.png"
@@ -253,7 +253,7 @@ plot "$RESULTS/firewall.dat" using 1:2 with linespoints title "Firewall::classif
      "" using 1:5 with linespoints title "rte_acl_classify v6"
 EOF
   if [ -f "$RESULTS/cycles.dat" ]; then
-    gnuplot <<EOF
+    gnuplot <<EOF || echo "bench: gnuplot could not draw cycles.png" >&2
 set terminal pngcairo size 900,540 noenhanced
 set datafile missing "NaN"
 set output "$RESULTS/cycles.png"
