@@ -1,8 +1,9 @@
 """What the vhost-user tests share: VM-side consumers (dpdk-testpmd on net_virtio_user ports), an uplink on a
 veth pair whose far end lives in a private network namespace, and the clean-up of both.
 
-A consumer attaches to portmux's server-mode sockets as a virtio-user client, forwards nothing (rxonly) or
-sends (txonly), and reports each port's counters through its own telemetry socket."""
+A consumer attaches to portmux's server-mode sockets as a virtio-user client (or, with server=True, creates
+the socket itself and waits for portmux, the client), forwards nothing (rxonly), sends (txonly) or answers
+(5tswap), and reports each port's counters through its own telemetry socket."""
 
 import os
 import shutil
@@ -51,18 +52,28 @@ def remove_hugepage_files(prefix):
 class Consumer:
     """One dpdk-testpmd process whose ports are net_virtio_user clients of portmux's vhost-user sockets.
 
-    `ports` is a list of (socket path, MAC); port k of the process is ports[k]. `queues` queue pairs each."""
+    `ports` is a list of (socket path, MAC); port k of the process is ports[k]. `queues` queue pairs each.
+    With `server`, virtio-user is the socket's server (`server=1`), as QEMU is for a client-mode VM: it
+    listens on the path and testpmd's start-up waits until portmux connects."""
 
-    def __init__(self, name, ports, work, mode="rxonly", queues=1, extra=()):
+    def __init__(self, name, ports, work, mode="rxonly", queues=1, extra=(), server=False):
         self.name, self.ports, self.work, self.mode, self.queues = name, ports, work, mode, queues
+        self.server = server
         self.prefix = "pmx-consumer-%s-%d" % (name, os.getpid())
         self.extra = list(extra)
         self.proc = None
 
     def start(self, lcores="0@0,1@1"):
+        if self.server:
+            # virtio-user's server refuses a path that exists (a socket left by a killed predecessor);
+            # QEMU's server=on removes it first, and so does this consumer.
+            for path, _ in self.ports:
+                if os.path.exists(path):
+                    os.unlink(path)
         vdevs = []
         for k, (path, mac) in enumerate(self.ports):
-            vdevs += ["--vdev", "net_virtio_user%d,path=%s,mac=%s,queues=%d" % (k, path, mac, self.queues)]
+            vdevs += ["--vdev", "net_virtio_user%d,path=%s,mac=%s,queues=%d%s" % (
+                k, path, mac, self.queues, ",server=1" if self.server else "")]
         cmd = ["dpdk-testpmd", "--lcores", lcores, "-m", "256", "--single-file-segments", "--no-pci",
                "--file-prefix", self.prefix] + vdevs + [
                "--", "--forward-mode=%s" % self.mode, "--auto-start", "--total-num-mbufs=8192",
@@ -70,7 +81,7 @@ class Consumer:
                # Without a statistics period testpmd waits for Enter, reads end-of-file and exits at once.
                "--stats-period", "10"] + self.extra
         self.log_path = os.path.join(self.work, "consumer-%s.log" % self.name)
-        log = open(self.log_path, "w")
+        log = open(self.log_path, "a")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
 
@@ -85,6 +96,14 @@ class Consumer:
         """The consumer's own counters of port `port` (ipackets: what it received from portmux)."""
         with telemetry.Telemetry(telemetry.socket_path(self.prefix)) as tel:
             return tel.query("/ethdev/stats,%d" % port)
+
+    def link_up(self, port):
+        """Whether the consumer's own port `port` sees its vhost-user peer (testpmd's link status)."""
+        with telemetry.Telemetry(telemetry.socket_path(self.prefix)) as tel:
+            return tel.query("/ethdev/link_status,%d" % port).get("status") == "UP"
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
 
     def stop(self, hard=False):
         if self.proc is not None and self.proc.poll() is None:
