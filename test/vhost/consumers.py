@@ -53,12 +53,13 @@ class Consumer:
     """One dpdk-testpmd process whose ports are net_virtio_user clients of portmux's vhost-user sockets.
 
     `ports` is a list of (socket path, MAC); port k of the process is ports[k]. `queues` queue pairs each.
+    `queue_size` sets the rings' size (virtio-user's default is 256 descriptors).
     With `server`, virtio-user is the socket's server (`server=1`), as QEMU is for a client-mode VM: it
     listens on the path and testpmd's start-up waits until portmux connects."""
 
-    def __init__(self, name, ports, work, mode="rxonly", queues=1, extra=(), server=False):
+    def __init__(self, name, ports, work, mode="rxonly", queues=1, extra=(), server=False, queue_size=None):
         self.name, self.ports, self.work, self.mode, self.queues = name, ports, work, mode, queues
-        self.server = server
+        self.server, self.queue_size = server, queue_size
         self.prefix = "pmx-consumer-%s-%d" % (name, os.getpid())
         self.extra = list(extra)
         self.proc = None
@@ -72,8 +73,9 @@ class Consumer:
                     os.unlink(path)
         vdevs = []
         for k, (path, mac) in enumerate(self.ports):
-            vdevs += ["--vdev", "net_virtio_user%d,path=%s,mac=%s,queues=%d%s" % (
-                k, path, mac, self.queues, ",server=1" if self.server else "")]
+            vdevs += ["--vdev", "net_virtio_user%d,path=%s,mac=%s,queues=%d%s%s" % (
+                k, path, mac, self.queues, ",server=1" if self.server else "",
+                ",queue_size=%d" % self.queue_size if self.queue_size else "")]
         cmd = ["dpdk-testpmd", "--lcores", lcores, "-m", "256", "--single-file-segments", "--no-pci",
                "--file-prefix", self.prefix] + vdevs + [
                "--", "--forward-mode=%s" % self.mode, "--auto-start", "--total-num-mbufs=8192",
@@ -157,6 +159,31 @@ class NamespaceUplink:
         out = subprocess.run(["ip", "netns", "exec", self.ns, "/usr/bin/python3", "-c", code, self.peer_if,
                               frames_hex_file, str(pace)], check=True, capture_output=True, text=True)
         return int(out.stdout.strip())
+
+    def sniff(self, out_path, src_ip, count, timeout):
+        """Starts recording, in arrival order, every IPv4 frame from SRC_IP that reaches the namespace's end
+        into OUT_PATH (one hex frame per line); the recorder ends after COUNT frames or TIMEOUT seconds.
+        Returns the recorder's process once it listens: wait() for it, then read OUT_PATH."""
+        code = ("import socket,sys,time\n"
+                "s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW,socket.htons(0x0800))\n"
+                "s.setsockopt(socket.SOL_SOCKET,33,1<<24)\n"  # SO_RCVBUFFORCE: no loss to a slow reader
+                "s.bind((sys.argv[1],0))\n"
+                "src=socket.inet_aton(sys.argv[3]);count=int(sys.argv[4]);end=time.monotonic()+float(sys.argv[5])\n"
+                "out=open(sys.argv[2],'w');n=0\n"
+                "print('ready',flush=True)\n"
+                "while n<count and time.monotonic()<end:\n"
+                "    s.settimeout(max(0.01,end-time.monotonic()))\n"
+                "    try: frame,addr=s.recvfrom(65535)\n"
+                "    except socket.timeout: break\n"
+                "    if addr[2]==socket.PACKET_OUTGOING or frame[26:30]!=src: continue\n"
+                "    out.write(frame.hex()+'\\n'); n+=1\n"
+                "out.close()\n")
+        proc = subprocess.Popen(["ip", "netns", "exec", self.ns, "/usr/bin/python3", "-c", code, self.peer_if,
+                                 out_path, src_ip, str(count), str(timeout)], stdout=subprocess.PIPE, text=True)
+        if proc.stdout.readline().strip() != "ready":
+            proc.wait()
+            raise RuntimeError("the recorder in %s did not start" % self.ns)
+        return proc
 
     def destroy(self):
         subprocess.run(["ip", "link", "del", self.root_if], capture_output=True)
