@@ -141,8 +141,10 @@ class NamespaceUplink:
         run("ip", "netns", "exec", self.ns, "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1")
         run("ip", "netns", "exec", self.ns, "ip", "link", "set", self.peer_if, "up")
 
-    def device(self):
-        return "net_af_packet0,iface=%s,qpairs=1" % self.root_if
+    def device(self, qpairs=1):
+        """portmux's uplink on `root_if`; with several queue pairs the kernel spreads the frames over them
+        by flow (packet fanout by hash), as RSS does on a NIC."""
+        return "net_af_packet0,iface=%s,qpairs=%d" % (self.root_if, qpairs)
 
     def send(self, frames_hex_file, pace=0):
         """Sends every frame of FRAMES_HEX_FILE (one hex frame per line) from the namespace, in order; with

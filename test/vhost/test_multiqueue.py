@@ -5,7 +5,8 @@ The guest (dpdk-testpmd txonly on four queues) sends from its own UDP port: ever
 dequeued (the vhost library's per-queue counters grow on all four) and leave the uplink (to_uplink_from_vm
 equals the VM's rx). Then the guest receives (rxonly): frames from the uplink reach it, every one once.
 Last, several flows carrying sequence numbers go through the guest and back (testpmd 5tswap answers each
-frame on its queue): every frame comes back once and each flow in its order.
+frame on its queue), spread by the uplink's two queues over both workers and two guest queues: every
+frame comes back once and each flow in its order.
 
 Usage: test_multiqueue.py PORTMUX   (root, dpdk-testpmd, 256 MiB of free hugepages; else it skips)
 """
@@ -24,6 +25,11 @@ import telemetry  # noqa: E402
 from test_many_vms import SHARED_IP, PEER_IP, UPLINK_MAC, PEER_MAC, udp_frame, write_frames, check  # noqa: E402
 
 QUEUES = 4
+# Two workers (lcores 1 and 2; lcore 0 is the control thread) and an uplink with a queue pair each: the
+# kernel spreads the uplink's flows over both workers, each transmits on its own guest queue, and the
+# guest's four queues are polled by both.
+WORKERS = 2
+PORTMUX_LCORES = "0@0,1@0,2@1"
 VM_MAC = "52:54:00:00:00:2a"
 VM_PORT = 10000  # udp_frame() sends from 40000 to this port
 
@@ -33,10 +39,12 @@ def check_flow_order(tel, sock, work, uplink, errors):
 
     The guest (testpmd 5tswap on four queues) answers every frame on the queue it arrived on with
     addresses and ports swapped, so the answer leaves the uplink from the VM's own port; the namespace
-    records what comes back. FLOWS flows (peer source ports 40000 + f) send FRAMES_PER_FLOW frames each,
-    interleaved, frame n of a flow carrying n: each (flow, n) must come back exactly once and each flow's
-    numbers in increasing order (frames of a flow may interleave with other flows' at will)."""
-    flows, per_flow = 8, 100
+    records what comes back. 16 flows (peer source ports 40000 + f) send 50 frames each, interleaved, frame
+    n of a flow carrying n: each (flow, n) must come back exactly once and each flow's numbers in
+    increasing order (frames of a flow may interleave with other flows' at will). The uplink's two queues
+    spread the flows over both workers, so the frames reach the guest on two of its queues (all 16 flows
+    hashed to one uplink queue would happen once in 30,000 runs)."""
+    flows, per_flow = 16, 50
     total = flows * per_flow
     # Large rings: a guest descheduled for a moment on a busy machine should not make portmux drop.
     guest = consumers.Consumer("mq-order", [(sock, VM_MAC)], work, mode="5tswap", queues=QUEUES, queue_size=1024,
@@ -113,6 +121,8 @@ def check_flow_order(tel, sock, work, uplink, errors):
         check(errors, missing == ring_full and not duplicates and stray == 0,
               "every frame of every flow came back exactly once (%d missing, %d refused by a full ring, "
               "%d duplicated, %d stray)" % (missing, ring_full, len(duplicates), stray))
+        check(errors, sum(1 for n in to_vm if n > 0) >= 2,
+              "the flows reached the guest on more than one of its queues (per queue %s)" % to_vm)
         check(errors, not order_broken,
               "each of the %d flows kept its order through the four-queue guest%s" % (
                   flows, "" if not order_broken else ": out of order (flow, after, got) %s" % order_broken[:5]))
@@ -134,11 +144,11 @@ def main():
     guest = proc = None
     try:
         uplink.create()
-        config = {"shared_ip": SHARED_IP, "uplink": {"device": uplink.device(), "mac": UPLINK_MAC},
+        config = {"shared_ip": SHARED_IP, "uplink": {"device": uplink.device(qpairs=WORKERS), "mac": UPLINK_MAC},
                   "host": {"device": "net_null1,no-rx=1"}, "unmatched": "drop",
                   "vms": [{"name": "mq", "vhost": sock, "vhost_mode": "server", "mac": VM_MAC,
                            "ranges": ["udp:%d" % VM_PORT, "udp:30000-30099"]}]}
-        proc, _ = telemetry.start_portmux(portmux, config, work, prefix)
+        proc, _ = telemetry.start_portmux(portmux, config, work, prefix, lcores=PORTMUX_LCORES)
         tel = telemetry.Telemetry(telemetry.socket_path(prefix), timeout=30)
 
         # Sending on all four queues, from port 30000 of the VM's range.
