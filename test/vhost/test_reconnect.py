@@ -23,6 +23,7 @@ Usage: test_reconnect.py PORTMUX   (root, dpdk-testpmd, 256 MiB of free hugepage
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -78,7 +79,7 @@ class Switch:
         self.proc.send_signal(signal.SIGTERM)
         try:
             status = self.proc.wait(timeout=30)
-        except Exception:
+        except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
             status = None
