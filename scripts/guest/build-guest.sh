@@ -8,11 +8,13 @@
 # Everything comes from Debian packages, downloaded and unpacked with dpkg -x (nothing is installed into
 # the host from them): the versioned linux-image-*-cloud-amd64 that linux-image-cloud-amd64 depends on, and
 # busybox-static. The cache (${PORTMUX_GUEST_CACHE:-/var/cache/portmux-guest}) keeps the kernel until it is
-# deleted; the initramfs is rebuilt when this script or udp_echo.c changes (its name carries their hash).
+# deleted; the initramfs is rebuilt when this script, udp_echo.c or tcp_bytes.c changes (its name carries
+# their hash).
 #
 # The guest's /init reads its role from the kernel command line (see the heredoc below):
 #   pmx.name=vm1 pmx.ip=192.0.2.10/24 pmx.gw=192.0.2.1 pmx.mac=52:54:00:00:01:01 pmx.ports=40000-40999
-#   pmx.http=8080 pmx.tcp=8000,8001 pmx.udp=5300 pmx.do=out:192.0.2.1:7000,wget:192.0.2.1:7080,spoof:192.0.2.1:7000:42500
+#   pmx.http=8080 pmx.tcp=8000,8001 pmx.udp=5300 pmx.sink=8050 pmx.source=8051:8388608
+#   pmx.do=out:192.0.2.1:7000,wget:192.0.2.1:7080,spoof:192.0.2.1:7000:42500
 # and reports on the serial console in lines starting with "PMX ".
 set -euo pipefail
 
@@ -45,7 +47,7 @@ apt_update_once() {
     APT_UPDATED=1
 }
 
-# Host tools: QEMU to run the guest, cpio for the initramfs, gcc + libc6-dev for the static UDP responder.
+# Host tools: QEMU to run the guest, cpio for the initramfs, gcc + libc6-dev for the static UDP and TCP tools.
 # busybox-static is only downloaded, never installed: it conflicts with the busybox package, which other
 # tools (initramfs-tools) may need on the host.
 install_host_packages() {
@@ -131,7 +133,7 @@ mount -t devtmpfs dev /dev
 exec </dev/console >/dev/console 2>&1
 report() { echo "PMX $*"; }
 
-NAME=guest IP= GW= MAC= PORTS= HTTP= TCP= UDP= DO=
+NAME=guest IP= GW= MAC= PORTS= HTTP= TCP= UDP= SINK= SOURCE= DO=
 for arg in $(cat /proc/cmdline); do
     case $arg in
     pmx.name=*) NAME=${arg#*=} ;;
@@ -142,6 +144,8 @@ for arg in $(cat /proc/cmdline); do
     pmx.http=*) HTTP=${arg#*=} ;;
     pmx.tcp=*) TCP=${arg#*=} ;;
     pmx.udp=*) UDP=${arg#*=} ;;
+    pmx.sink=*) SINK=${arg#*=} ;;
+    pmx.source=*) SOURCE=${arg#*=} ;;
     pmx.do=*) DO=${arg#*=} ;;
     esac
 done
@@ -172,6 +176,9 @@ for port in $(echo "$TCP" | tr ',' ' '); do
     nc -ll -p "$port" -e /bin/answer-$port &
 done
 [ -n "$UDP" ] && /bin/udp_echo "$NAME" $(echo "$UDP" | tr ',' ' ') &
+# Bulk TCP: a port that reads each connection to its end, one that sends BYTES to each; both print digests.
+[ -n "$SINK" ] && /bin/tcp_bytes sink "$SINK" &
+[ -n "$SOURCE" ] && /bin/tcp_bytes source "${SOURCE%:*}" "${SOURCE#*:}" &
 sleep 0.2
 report "READY name=$NAME ip=$IP mac=$(cat /sys/class/net/eth0/address) ports=$(cat /proc/sys/net/ipv4/ip_local_port_range | tr '\t' '-')"
 
@@ -230,7 +237,8 @@ build_initrd() {
     ln -s busybox "$stage/bin/sh"
     cp "$CACHE"/modules/*.ko "$stage/lib/modules/"
     gcc -static -O2 -Wall -Wextra -o "$stage/bin/udp_echo" "$HERE/udp_echo.c" || die "gcc -static udp_echo.c failed"
-    strip "$stage/bin/udp_echo" 2>/dev/null || true
+    gcc -static -O2 -Wall -Wextra -o "$stage/bin/tcp_bytes" "$HERE/tcp_bytes.c" || die "gcc -static tcp_bytes.c failed"
+    strip "$stage/bin/udp_echo" "$stage/bin/tcp_bytes" 2>/dev/null || true
     write_init "$stage/init"
     # The kernel opens /dev/console before /init runs; without the node init's first messages are lost.
     mknod -m 0600 "$stage/dev/console" c 5 1 2>/dev/null || true
@@ -247,7 +255,7 @@ main() {
     fetch_kernel
     fetch_busybox
     local hash initrd
-    hash=$(cat "${BASH_SOURCE[0]}" "$HERE/udp_echo.c" "$CACHE/kernel-version" | sha256sum | cut -c1-16)
+    hash=$(cat "${BASH_SOURCE[0]}" "$HERE/udp_echo.c" "$HERE/tcp_bytes.c" "$CACHE/kernel-version" | sha256sum | cut -c1-16)
     initrd=$CACHE/initrd-$hash.img
     if [[ ! -f $initrd ]]; then
         say "building $initrd"

@@ -1,8 +1,9 @@
 """What the vhost-user tests share: VM-side consumers (dpdk-testpmd on net_virtio_user ports), an uplink on a
 veth pair whose far end lives in a private network namespace, and the clean-up of both.
 
-A consumer attaches to portmux's server-mode sockets as a virtio-user client, forwards nothing (rxonly) or
-sends (txonly), and reports each port's counters through its own telemetry socket."""
+A consumer attaches to portmux's server-mode sockets as a virtio-user client (or, with server=True, creates
+the socket itself and waits for portmux, the client), forwards nothing (rxonly), sends (txonly) or answers
+(5tswap), and reports each port's counters through its own telemetry socket."""
 
 import os
 import shutil
@@ -51,18 +52,30 @@ def remove_hugepage_files(prefix):
 class Consumer:
     """One dpdk-testpmd process whose ports are net_virtio_user clients of portmux's vhost-user sockets.
 
-    `ports` is a list of (socket path, MAC); port k of the process is ports[k]. `queues` queue pairs each."""
+    `ports` is a list of (socket path, MAC); port k of the process is ports[k]. `queues` queue pairs each.
+    `queue_size` sets the rings' size (virtio-user's default is 256 descriptors).
+    With `server`, virtio-user is the socket's server (`server=1`), as QEMU is for a client-mode VM: it
+    listens on the path and testpmd's start-up waits until portmux connects."""
 
-    def __init__(self, name, ports, work, mode="rxonly", queues=1, extra=()):
+    def __init__(self, name, ports, work, mode="rxonly", queues=1, extra=(), server=False, queue_size=None):
         self.name, self.ports, self.work, self.mode, self.queues = name, ports, work, mode, queues
+        self.server, self.queue_size = server, queue_size
         self.prefix = "pmx-consumer-%s-%d" % (name, os.getpid())
         self.extra = list(extra)
         self.proc = None
 
     def start(self, lcores="0@0,1@1"):
+        if self.server:
+            # virtio-user's server refuses a path that exists (a socket left by a killed predecessor);
+            # QEMU's server=on removes it first, and so does this consumer.
+            for path, _ in self.ports:
+                if os.path.exists(path):
+                    os.unlink(path)
         vdevs = []
         for k, (path, mac) in enumerate(self.ports):
-            vdevs += ["--vdev", "net_virtio_user%d,path=%s,mac=%s,queues=%d" % (k, path, mac, self.queues)]
+            vdevs += ["--vdev", "net_virtio_user%d,path=%s,mac=%s,queues=%d%s%s" % (
+                k, path, mac, self.queues, ",server=1" if self.server else "",
+                ",queue_size=%d" % self.queue_size if self.queue_size else "")]
         cmd = ["dpdk-testpmd", "--lcores", lcores, "-m", "256", "--single-file-segments", "--no-pci",
                "--file-prefix", self.prefix] + vdevs + [
                "--", "--forward-mode=%s" % self.mode, "--auto-start", "--total-num-mbufs=8192",
@@ -70,7 +83,7 @@ class Consumer:
                # Without a statistics period testpmd waits for Enter, reads end-of-file and exits at once.
                "--stats-period", "10"] + self.extra
         self.log_path = os.path.join(self.work, "consumer-%s.log" % self.name)
-        log = open(self.log_path, "w")
+        log = open(self.log_path, "a")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
 
@@ -85,6 +98,14 @@ class Consumer:
         """The consumer's own counters of port `port` (ipackets: what it received from portmux)."""
         with telemetry.Telemetry(telemetry.socket_path(self.prefix)) as tel:
             return tel.query("/ethdev/stats,%d" % port)
+
+    def link_up(self, port):
+        """Whether the consumer's own port `port` sees its vhost-user peer (testpmd's link status)."""
+        with telemetry.Telemetry(telemetry.socket_path(self.prefix)) as tel:
+            return tel.query("/ethdev/link_status,%d" % port).get("status") == "UP"
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
 
     def stop(self, hard=False):
         if self.proc is not None and self.proc.poll() is None:
@@ -120,8 +141,10 @@ class NamespaceUplink:
         run("ip", "netns", "exec", self.ns, "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1")
         run("ip", "netns", "exec", self.ns, "ip", "link", "set", self.peer_if, "up")
 
-    def device(self):
-        return "net_af_packet0,iface=%s,qpairs=1" % self.root_if
+    def device(self, qpairs=1):
+        """portmux's uplink on `root_if`; with several queue pairs the kernel spreads the frames over them
+        by flow (packet fanout by hash), as RSS does on a NIC."""
+        return "net_af_packet0,iface=%s,qpairs=%d" % (self.root_if, qpairs)
 
     def send(self, frames_hex_file, pace=0):
         """Sends every frame of FRAMES_HEX_FILE (one hex frame per line) from the namespace, in order; with
@@ -138,6 +161,31 @@ class NamespaceUplink:
         out = subprocess.run(["ip", "netns", "exec", self.ns, "/usr/bin/python3", "-c", code, self.peer_if,
                               frames_hex_file, str(pace)], check=True, capture_output=True, text=True)
         return int(out.stdout.strip())
+
+    def sniff(self, out_path, src_ip, count, timeout):
+        """Starts recording, in arrival order, every IPv4 frame from SRC_IP that reaches the namespace's end
+        into OUT_PATH (one hex frame per line); the recorder ends after COUNT frames or TIMEOUT seconds.
+        Returns the recorder's process once it listens: wait() for it, then read OUT_PATH."""
+        code = ("import socket,sys,time\n"
+                "s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW,socket.htons(0x0800))\n"
+                "s.setsockopt(socket.SOL_SOCKET,33,1<<24)\n"  # SO_RCVBUFFORCE: no loss to a slow reader
+                "s.bind((sys.argv[1],0))\n"
+                "src=socket.inet_aton(sys.argv[3]);count=int(sys.argv[4]);end=time.monotonic()+float(sys.argv[5])\n"
+                "out=open(sys.argv[2],'w');n=0\n"
+                "print('ready',flush=True)\n"
+                "while n<count and time.monotonic()<end:\n"
+                "    s.settimeout(max(0.01,end-time.monotonic()))\n"
+                "    try: frame,addr=s.recvfrom(65535)\n"
+                "    except socket.timeout: break\n"
+                "    if addr[2]==socket.PACKET_OUTGOING or frame[26:30]!=src: continue\n"
+                "    out.write(frame.hex()+'\\n'); n+=1\n"
+                "out.close()\n")
+        proc = subprocess.Popen(["ip", "netns", "exec", self.ns, "/usr/bin/python3", "-c", code, self.peer_if,
+                                 out_path, src_ip, str(count), str(timeout)], stdout=subprocess.PIPE, text=True)
+        if proc.stdout.readline().strip() != "ready":
+            proc.wait()
+            raise RuntimeError("the recorder in %s did not start" % self.ns)
+        return proc
 
     def destroy(self):
         subprocess.run(["ip", "link", "del", self.root_if], capture_output=True)

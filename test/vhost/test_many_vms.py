@@ -43,7 +43,8 @@ def vm_port(i):
     return 10000 + i
 
 
-def udp_frame(dport, seq):
+def udp_frame(dport, seq, sport=40000):
+    """A UDP frame from the peer (PEER_IP:SPORT) to the shared IP's DPORT carrying SEQ in its first bytes."""
     import struct
     payload = struct.pack("!I", seq) + b"portmux-many-vms"
     udp_len = 8 + len(payload)
@@ -55,7 +56,7 @@ def udp_frame(dport, seq):
     while csum >> 16:
         csum = (csum & 0xffff) + (csum >> 16)
     ip = ip[:10] + struct.pack("!H", ~csum & 0xffff) + ip[12:]
-    udp = struct.pack("!HHHH", 40000, dport, udp_len, 0) + payload  # UDP checksum 0: none (IPv4)
+    udp = struct.pack("!HHHH", sport, dport, udp_len, 0) + payload  # UDP checksum 0: none (IPv4)
     eth = bytes.fromhex(UPLINK_MAC.replace(":", "")) + bytes.fromhex(PEER_MAC.replace(":", "")) + b"\x08\x00"
     return eth + ip + udp
 

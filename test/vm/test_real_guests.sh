@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Real QEMU guests on portmux's vhost-user ports, end to end: forwarding by port, egress checks, restarts.
+# Real QEMU guests on portmux's vhost-user ports, end to end: forwarding by port, egress checks, bulk TCP
+# with the guest's default offloads (TSO frames cut to the MTU), restarts.
 #
 # Usage: test_real_guests.sh PORTMUX_BINARY   (root; exit 0 pass, 1 fail, 77 skip)
 #
@@ -14,7 +15,7 @@ set -euo pipefail
 
 readonly ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 readonly PORTMUX=${1:?usage: test_real_guests.sh PORTMUX_BINARY}
-readonly TIME_LIMIT=400   # the whole run, seconds (about 60 normally): a watchdog ends it (and cleans up) past this
+readonly TIME_LIMIT=500   # the whole run, seconds (about 90 normally): a watchdog ends it (and cleans up) past this
 readonly CLIENT_IP=192.0.2.1
 readonly SHARED_IP=192.0.2.10
 readonly HTTP_PORT_CLIENT=7080
@@ -25,6 +26,12 @@ declare -A EPHEMERAL=([vm1]=40000-40999 [vm2]=41000-41999)
 declare -A TCP_PORT=([vm1]=8000 [vm2]=9000)
 declare -A UDP_PORT=([vm1]=5300 [vm2]=6300)
 declare -A HTTP_PORT=([vm1]=8080 [vm2]=9080)
+# Bulk TCP (scripts/guest/tcp_bytes.c): the guest reads SINK_PORT's connections to their end and sends
+# BULK_BYTES on each connection to SOURCE_PORT.
+declare -A SINK_PORT=([vm1]=8050 [vm2]=9050)
+declare -A SOURCE_PORT=([vm1]=8051 [vm2]=9051)
+readonly BULK_BYTES=$((8 * 1024 * 1024))
+readonly UPLINK_MTU=1500
 # A source port each guest must not use: vm1 tries one of the host's, vm2 one of vm1's.
 declare -A SPOOF_PORT=([vm1]=42500 [vm2]=40500)
 declare -A QEMU_PID=()
@@ -195,6 +202,103 @@ PY
     fatal "the client's HTTP server did not start: $(cat "$PMX_WORKDIR/server.http.log")"
 }
 
+# The client's end of the bulk TCP transfers: "fetch" reads a guest's source port to its end while recording
+# the guest's segments on the client's interface, "push" sends random bytes to a guest's sink port. Each
+# prints one line of key=value pairs: the bytes and their SHA-256, and for fetch what the segments were like.
+write_bulk_peer() {
+    cat >"$PMX_WORKDIR/bulk_peer.py" <<'PY'
+"""Bulk TCP with a guest: fetch HOST PORT IFACE MTU | push HOST PORT BYTES (prints key=value pairs)."""
+import array, hashlib, os, socket, struct, sys, threading, time
+
+def fold(total):
+    while total >> 16:
+        total = (total & 0xffff) + (total >> 16)
+    return total
+
+def ones_sum(data):
+    # A ones' complement sum does not depend on byte order, so native 16-bit words serve.
+    if len(data) % 2:
+        data += b"\0"
+    return fold(sum(array.array("H", data)))
+
+def record(iface, host, port, frames, stop):
+    """Every TCP frame from HOST:PORT that arrives on IFACE, as it came off the wire (GRO is off)."""
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+    s.setsockopt(socket.SOL_SOCKET, 33, 1 << 26)  # SO_RCVBUFFORCE: a slow reader must not lose frames
+    s.bind((iface, 0))
+    s.settimeout(0.2)
+    src = socket.inet_aton(host)
+    stop.append(s)
+    while len(stop) == 1:
+        try:
+            frame, addr = s.recvfrom(1 << 16)
+        except socket.timeout:
+            continue
+        if addr[2] == socket.PACKET_OUTGOING or frame[23] != 6 or frame[26:30] != src:
+            continue
+        ihl = (frame[14] & 0x0f) * 4
+        if struct.unpack("!H", frame[14 + ihl:16 + ihl])[0] == port:
+            frames.append(frame)
+
+def check_segments(frames, mtu):
+    segments = payload = largest = bad_ip = bad_tcp = oversize = 0
+    for frame in frames:
+        ip = frame[14:]
+        ihl = (ip[0] & 0x0f) * 4
+        total = struct.unpack("!H", ip[2:4])[0]
+        largest = max(largest, total)
+        if total > mtu or len(frame) > 14 + mtu:
+            oversize += 1
+        if ones_sum(ip[:ihl]) != 0xffff:
+            bad_ip += 1
+        tcp = ip[ihl:total]
+        pseudo = ip[12:20] + struct.pack("!BBH", 0, 6, len(tcp))
+        if ones_sum(pseudo + tcp) != 0xffff:
+            bad_tcp += 1
+        data = len(tcp) - (tcp[12] >> 4) * 4
+        if data > 0:
+            segments += 1
+            payload += data
+    return "segments=%d payload=%d largest_ip=%d oversize=%d bad_ip_csum=%d bad_tcp_csum=%d" % (
+        segments, payload, largest, oversize, bad_ip, bad_tcp)
+
+def fetch(host, port, iface, mtu):
+    frames, stop = [], []
+    recorder = threading.Thread(target=record, args=(iface, host, port, frames, stop))
+    recorder.start()
+    while not stop:
+        time.sleep(0.01)
+    digest, count = hashlib.sha256(), 0
+    with socket.create_connection((host, port), timeout=30) as conn:
+        conn.settimeout(120)
+        while True:
+            chunk = conn.recv(1 << 16)
+            if not chunk:
+                break
+            digest.update(chunk)
+            count += len(chunk)
+    time.sleep(0.5)  # the last segments' frames are in the recorder's buffer by now
+    stop.append(None)
+    recorder.join()
+    print("bytes=%d sha256=%s %s" % (count, digest.hexdigest(), check_segments(frames, mtu)))
+
+def push(host, port, size):
+    data = os.urandom(size)
+    with socket.create_connection((host, port), timeout=30) as conn:
+        conn.settimeout(120)
+        conn.sendall(data)
+        conn.shutdown(socket.SHUT_WR)
+        while conn.recv(4096):  # the guest closes once it has read everything
+            pass
+    print("bytes=%d sha256=%s" % (size, hashlib.sha256(data).hexdigest()))
+
+if sys.argv[1] == "fetch":
+    fetch(sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]))
+else:
+    push(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+PY
+}
+
 # start_qemu VM [ACTIONS]: boots a guest on the VM's vhost-user socket; its console goes to vmN-bootK.log.
 start_qemu() {
     local vm=$1 actions=${2:-} sock=$PMX_WORKDIR/$1.sock chardev
@@ -211,6 +315,7 @@ start_qemu() {
     local append="console=ttyS0 quiet no_timer_check ipv6.disable=1 pmx.name=$vm pmx.ip=$SHARED_IP/24 pmx.gw=$CLIENT_IP"
     append+=" pmx.mac=${MAC[$vm]} pmx.ports=${EPHEMERAL[$vm]} pmx.http=${HTTP_PORT[$vm]}"
     append+=" pmx.tcp=${TCP_PORT[$vm]} pmx.udp=${UDP_PORT[$vm]}"
+    append+=" pmx.sink=${SINK_PORT[$vm]} pmx.source=${SOURCE_PORT[$vm]}:$BULK_BYTES"
     [[ -n $actions ]] && append+=" pmx.do=$actions"
     qemu-system-x86_64 -name "$vm" -accel "$ACCEL" "${cpu[@]}" -M pc -m 256 -smp 1 \
         -nodefaults -no-user-config -display none -serial "file:$log" \
@@ -381,6 +486,57 @@ check_guest_spoof() {
     fi
 }
 
+# kv "a=1 b=2" KEY: the value of KEY in a line of key=value pairs.
+kv() { sed -n "s/.*\b$2=\([^ ]*\).*/\1/p" <<<"$1"; }
+
+# 8 MiB of TCP each way between the client and a guest with QEMU's default offloads, checked by SHA-256 on
+# both ends. From the guest: its TSO frames (up to 64 KiB) must reach the wire as segments that fit the
+# uplink's MTU, every one with valid IPv4 and TCP checksums, and portmux's TSO counters must grow.
+check_bulk_tcp() {
+    local vm=$1 out line frames_before segments_before drops_before frames_after segments_after
+    # The client's interface must show the frames as they arrive: no receive offload merging them.
+    ip netns exec "$PMX_NS_CLIENT" ethtool -K eth0 gro off lro off >/dev/null 2>&1 || true
+    frames_before=$(stat_field guest_tso_frames)
+    segments_before=$(stat_field guest_tso_segments)
+    drops_before=$(stat_field drop_guest_offload)
+
+    out=$(ip netns exec "$PMX_NS_CLIENT" timeout 200 /usr/bin/python3 "$PMX_WORKDIR/bulk_peer.py" fetch \
+        "$SHARED_IP" "${SOURCE_PORT[$vm]}" eth0 "$UPLINK_MTU" 2>&1) || true
+    wait_console "$vm" '^PMX RESULT tcp-source ' 30 || true
+    line=$(console_line "$vm" '^PMX RESULT tcp-source ')
+    if [[ $(kv "$out" bytes) == "$BULK_BYTES" && $(kv "$line" bytes) == "$BULK_BYTES" &&
+        -n $(kv "$out" sha256) && $(kv "$out" sha256) == $(kv "$line" sha256) ]]; then
+        pass "$vm -> client: $BULK_BYTES bytes of TCP arrive intact (sha256 $(kv "$out" sha256 | cut -c1-16)... on both ends)"
+    else
+        check_fail "$vm -> client: $BULK_BYTES bytes: the client got \"$out\", the guest reported \"$line\""
+    fi
+    if (($(kv "$out" payload) >= BULK_BYTES)) && [[ $(kv "$out" oversize) == 0 && $(kv "$out" bad_ip_csum) == 0 &&
+        $(kv "$out" bad_tcp_csum) == 0 ]] && (($(kv "$out" largest_ip) <= UPLINK_MTU)); then
+        pass "$vm -> client: all $(kv "$out" segments) segments seen on the wire fit the MTU (largest IP packet $(kv "$out" largest_ip) <= $UPLINK_MTU) with valid IPv4 and TCP checksums"
+    else
+        check_fail "$vm -> client: the segments on the wire: $out (expected every IP packet <= $UPLINK_MTU, valid checksums, >= $BULK_BYTES payload bytes recorded)"
+    fi
+    frames_after=$(stat_field guest_tso_frames)
+    segments_after=$(stat_field guest_tso_segments)
+    if ((frames_after > frames_before && segments_after - segments_before > frames_after - frames_before)) &&
+        [[ $(stat_field drop_guest_offload) == "$drops_before" && $(vm_field "$vm" offload_tso4) == 1 ]]; then
+        pass "$vm sent with TSO (offload_tso4 negotiated): portmux cut $((frames_after - frames_before)) TSO frames into $((segments_after - segments_before)) segments, no offload drop"
+    else
+        check_fail "$vm's TSO: guest_tso_frames $frames_before -> $frames_after, guest_tso_segments $segments_before -> $segments_after, drop_guest_offload $drops_before -> $(stat_field drop_guest_offload), offload_tso4 $(vm_field "$vm" offload_tso4)"
+    fi
+
+    out=$(ip netns exec "$PMX_NS_CLIENT" timeout 200 /usr/bin/python3 "$PMX_WORKDIR/bulk_peer.py" push \
+        "$SHARED_IP" "${SINK_PORT[$vm]}" "$BULK_BYTES" 2>&1) || true
+    wait_console "$vm" '^PMX RESULT tcp-sink ' 30 || true
+    line=$(console_line "$vm" '^PMX RESULT tcp-sink ')
+    if [[ $(kv "$out" bytes) == "$BULK_BYTES" && $(kv "$line" bytes) == "$BULK_BYTES" &&
+        -n $(kv "$out" sha256) && $(kv "$out" sha256) == $(kv "$line" sha256) ]]; then
+        pass "client -> $vm: $BULK_BYTES bytes of TCP arrive intact (sha256 $(kv "$out" sha256 | cut -c1-16)... on both ends)"
+    else
+        check_fail "client -> $vm: $BULK_BYTES bytes: the client reported \"$out\", the guest \"$line\""
+    fi
+}
+
 # Sends COUNT datagrams from the client to udp/PORT of the shared IP, without waiting for answers.
 udp_burst() {
     local port=$1 count=$2
@@ -496,6 +652,7 @@ main() {
     pmx_server "$PMX_NS_SW" host tcp:22 tcp:2222
     pmx_server "$PMX_NS_CLIENT" client tcp:7000
     start_client_http
+    write_bulk_peer
     local spoof_before
     spoof_before=$(stat_field drop_spoof_port)
     echo "portmux is running (pid $PMX_PORTMUX_PID, file prefix $PMX_PREFIX); booting vm1 (vhost client mode) and vm2 (vhost server mode)"
@@ -528,6 +685,8 @@ main() {
     else
         check_fail "default offloads: guest_csum_completed $completed, drop_guest_offload $offload_drops, vm1 offload_csum $(vm_field vm1 offload_csum)"
     fi
+
+    check_bulk_tcp vm1
 
     check_client_mode_restart
     check_server_mode_restart
