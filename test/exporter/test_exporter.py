@@ -14,6 +14,7 @@ Usage: /usr/bin/python3 test_exporter.py PORTMUX EXPORTER   (root; else it skips
 
 import glob
 import os
+import re
 import shutil
 import signal
 import struct
@@ -36,6 +37,7 @@ WEB_MAC = "52:54:00:12:34:01"
 TO_WEB, FIREWALLED, TO_HOST = 7, 3, 2       # frames on the uplink
 FROM_WEB, SPOOFED = 4, 1                    # frames from the VM
 MANY_VMS = 256
+METRICS_DOC = os.path.join(HERE, "..", "..", "docs", "metrics.md")
 
 failures = []
 
@@ -192,6 +194,10 @@ def check_format(text, what):
     counters_named = all(name.endswith("_total") for name, kind in parsed["type"].items() if kind == "counter")
     gauges_named = all(not name.endswith("_total") for name, kind in parsed["type"].items() if kind == "gauge")
     check(counters_named and gauges_named, "%s: counters end in _total, gauges do not" % what)
+    with open(METRICS_DOC) as f:
+        documented = set(re.findall(r"`(portmux_[a-z_]+)`", f.read()))
+    undocumented = sorted(set(parsed["type"]) - documented)
+    check(not undocumented, "%s: every family is documented in docs/metrics.md (not: %s)" % (what, undocumented))
     promtool = shutil.which("promtool")
     if promtool is None:
         print("note: promtool not installed (Debian package prometheus): %s not checked by it" % what)
