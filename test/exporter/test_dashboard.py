@@ -81,7 +81,8 @@ def main():
             p = subprocess.run([promtool, "check", "rules", f.name], capture_output=True, text=True, timeout=60)
         finally:
             os.unlink(f.name)
-        check(p.returncode == 0, "all %d queries are valid PromQL (%s)" % (len(queries), (p.stdout + p.stderr).strip()[-300:]))
+        check(p.returncode == 0,
+              "all %d queries are valid PromQL (%s)" % (len(queries), (p.stdout + p.stderr).strip()[-300:]))
 
     print("%d check(s) failed" % len(failures) if failures else "all checks passed")
     return 1 if failures else 0

@@ -203,7 +203,8 @@ def check_format(text, what):
         print("note: promtool not installed (Debian package prometheus): %s not checked by it" % what)
     else:
         p = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
-        check(p.returncode == 0, "%s: promtool check metrics passes (%s)" % (what, (p.stdout + p.stderr).strip()[:300]))
+        check(p.returncode == 0,
+              "%s: promtool check metrics passes (%s)" % (what, (p.stdout + p.stderr).strip()[:300]))
     return parsed
 
 
@@ -270,11 +271,15 @@ def main():
         v = lambda name, **labels: exporter_process.value(parsed, name, **labels)  # noqa: E731
         check(v("portmux_port_rx_packets_total", port="uplink") == TO_WEB + FIREWALLED + TO_HOST,
               "portmux_port_rx_packets_total{port=\"uplink\"} counts every uplink frame")
-        check(v("portmux_drops_total", reason="firewall") == FIREWALLED, "the firewalled frames are drops{reason=firewall}")
-        check(v("portmux_vm_tx_packets_total", vm="web") == TO_WEB, "portmux_vm_tx_packets_total{vm=\"web\"} = frames to web")
+        check(v("portmux_drops_total", reason="firewall") == FIREWALLED,
+              "the firewalled frames are drops{reason=firewall}")
+        check(v("portmux_vm_tx_packets_total", vm="web") == TO_WEB,
+              "portmux_vm_tx_packets_total{vm=\"web\"} = frames to web")
         check(v("portmux_vm_rx_packets_total", vm="web") == FROM_WEB + SPOOFED, "web's own frames are its rx")
-        check(v("portmux_drops_total", reason="spoof_address") == SPOOFED, "the spoofed frame is drops{reason=spoof_address}")
-        check(v("portmux_forwarded_total", **{"from": "uplink", "to": "host"}) == TO_HOST, "frames to the host counted")
+        check(v("portmux_drops_total", reason="spoof_address") == SPOOFED,
+              "the spoofed frame is drops{reason=spoof_address}")
+        check(v("portmux_forwarded_total", **{"from": "uplink", "to": "host"}) == TO_HOST,
+              "frames to the host counted")
         check(v("portmux_port_link_up", port="uplink") == 1 and v("portmux_vm_link_up", vm="web") == 1,
               "link states: the uplink and web are up")
         check(v("portmux_port_device_rx_packets_total", port="uplink") == TO_WEB + FIREWALLED + TO_HOST,
