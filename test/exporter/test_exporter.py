@@ -133,19 +133,24 @@ def wait_counted(prefix, expect_uplink, expect_vms, timeout=30.0):
     raise telemetry.TelemetryError("frames not all counted within %g s: %r" % (timeout, stats))
 
 
+def every_entry(tel, command):
+    entries, offset = [], None
+    while True:
+        page = tel.query(command + ("," + offset if offset else ""))
+        entries += [page[k] for k in sorted((k for k in page if k.isdigit()), key=int)]
+        offset = page.get("page_next")
+        if not offset:
+            return entries
+
+
 def read_state(prefix):
-    """/portmux/stats, /portmux/info and every VM, in one connection."""
+    """/portmux/stats, /portmux/info, every VM and every worker, in one connection."""
     with telemetry.Telemetry(telemetry.socket_path(prefix)) as tel:
         stats = tel.query("/portmux/stats")
         info = tel.query("/portmux/info")
-        vms, offset = [], None
-        while True:
-            page = tel.query("/portmux/vms" + ("," + offset if offset else ""))
-            vms += [page[k] for k in sorted((k for k in page if k.isdigit()), key=int)]
-            offset = page.get("page_next")
-            if not offset:
-                break
-    return stats, info, vms
+        vms = every_entry(tel, "/portmux/vms")
+        workers = every_entry(tel, "/portmux/workers")
+    return stats, info, vms, workers
 
 
 def stop_portmux(proc, prefix):
@@ -208,7 +213,7 @@ def check_format(text, what):
     return parsed
 
 
-def check_agrees(parsed, stats, info, vms):
+def check_agrees(parsed, stats, info, vms, workers):
     """Every telemetry number the exporter maps is served with the same value."""
     wrong = []
     for key, number in stats.items():
@@ -231,6 +236,18 @@ def check_agrees(parsed, stats, info, vms):
             if exporter_process.value(parsed, "portmux_vm_%s" % key, vm=vm["name"]) != vm[key]:
                 wrong.append("%s %s" % (vm["name"], key))
     check(not wrong, "every counter and state of the %d VM(s) is served (%s)" % (len(vms), wrong[:3]))
+    wrong = []
+    for worker in workers:
+        for key in ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "tx_dropped", "drops"):
+            served = exporter_process.value(parsed, "portmux_worker_%s_total" % key, worker=str(worker["worker"]))
+            if served != worker[key]:
+                wrong.append("worker %s %s=%s served %s" % (worker["worker"], key, worker[key], served))
+        if exporter_process.value(parsed, "portmux_worker_info", worker=str(worker["worker"]),
+                                  lcore=str(worker["lcore"])) != 1:
+            wrong.append("worker %s lcore %s" % (worker["worker"], worker["lcore"]))
+    check(workers and not wrong, "every counter of the %d worker(s) is served (%s)" % (len(workers), wrong[:3]))
+    check(sum(w["rx_packets"] for w in workers) == stats["rx_uplink"] + stats["rx_host"] + stats["rx_vms"],
+          "the workers' rx_packets add up to the ports' (%d)" % sum(w["rx_packets"] for w in workers))
     check(exporter_process.value(parsed, "portmux_snapshot_generation") == info["generation"],
           "portmux_snapshot_generation is /portmux/info's generation (%s)" % info["generation"])
     check(exporter_process.value(parsed, "portmux_vms") == info["vms"], "portmux_vms is /portmux/info's vms")
@@ -260,13 +277,13 @@ def main():
         exporter = exporter_process.Exporter(["/usr/bin/python3", exporter_script, "--file-prefix", prefix], work)
 
         wait_counted(prefix, TO_WEB + FIREWALLED + TO_HOST, FROM_WEB + SPOOFED)
-        stats, info, vms = read_state(prefix)
+        stats, info, vms, workers = read_state(prefix)
         text = exporter.scrape()
-        after, _, _ = read_state(prefix)
+        after = read_state(prefix)[0]
         check(after == stats, "the counters stood still around the scrape (a fair comparison)")
         parsed = check_format(text, "scrape with traffic")
         check(exporter_process.value(parsed, "portmux_up") == 1, "portmux_up 1 while portmux runs")
-        check_agrees(parsed, stats, info, vms)
+        check_agrees(parsed, stats, info, vms, workers)
         # The traffic itself, so that agreeing on zeros cannot pass.
         v = lambda name, **labels: exporter_process.value(parsed, name, **labels)  # noqa: E731
         check(v("portmux_port_rx_packets_total", port="uplink") == TO_WEB + FIREWALLED + TO_HOST,
@@ -310,7 +327,7 @@ def main():
 
         # portmux back, with many VMs and no traffic.
         proc, _ = telemetry.start_portmux(portmux, many_vms_config(work), work, prefix)
-        stats, info, vms = read_state(prefix)
+        stats, info, vms, workers = read_state(prefix)
         text = exporter.scrape()
         parsed = check_format(text, "scrape after the restart with %d VMs" % MANY_VMS)
         check(exporter_process.value(parsed, "portmux_up") == 1, "portmux_up 1 again after portmux restarted")
@@ -319,7 +336,7 @@ def main():
         served_vms = {l["vm"] for n, l, _ in parsed["samples"] if n == "portmux_vm_tx_packets_total"}
         check(len(vms) == MANY_VMS and served_vms == {vm["name"] for vm in vms},
               "all %d VMs are served (every page of /portmux/vms)" % MANY_VMS)
-        check_agrees(parsed, stats, info, vms)
+        check_agrees(parsed, stats, info, vms, workers)
 
         status, _ = exporter.get("/nothing-here")
         check(status == 404, "a path other than /metrics and / answers 404")

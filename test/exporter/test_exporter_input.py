@@ -45,6 +45,8 @@ NONSENSE = {
                        "new_counter": 3, "drop_new_reason": 4},
     "/portmux/vms": {"0": {"name": "web", "rx_packets": 5, "tx_packets": "many", "link": "sideways"},
                      "1": {"rx_packets": 1}, "2": "not an object", "page_offset": 0, "page_total": 3},
+    "/portmux/workers": {"0": {"worker": 0, "lcore": 1, "rx_packets": 8, "drops": "x"}, "1": {"rx_packets": 1},
+                         "page_offset": 0, "page_total": 2},
     "/portmux/ranges": {"error": "something broke"},
     "/portmux/ranges,host": [1, 2],
     "/portmux/remotes": {"page_offset": 0, "page_total": 40, "page_next": "offset=20",
@@ -55,12 +57,14 @@ NONSENSE = {
     "/ethdev/stats,0": {"ipackets": 3, "imissed": "x"},
 }
 EXPECTED_ERRORS = {
-    # generation, "two", host_port; drop_firewall, to_vm, tx_host; tx_packets, link; status; imissed
-    "bad_value": 10,
+    # generation, "two", host_port; drop_firewall, to_vm, tx_host; the worker's drops; tx_packets, link;
+    # status; imissed
+    "bad_value": 11,
     # new_counter
     "unknown_counter": 1,
-    # vms "1" and "2"; ranges (error) and ranges,host (not an object); remotes paging without end
-    "bad_answer": 5,
+    # worker "1" without its index; vms "1" and "2"; ranges (error) and ranges,host (not an object); remotes
+    # paging without end
+    "bad_answer": 6,
     # db-b listed on two pages
     "duplicate_series": 1,
 }
@@ -147,7 +151,8 @@ def main():
               "every bad value is skipped and counted by reason: %s" % errors_of(parsed))
         check(v("portmux_port_rx_packets_total", port="uplink") == 10 and v("portmux_uptime_seconds") == 5
               and v("portmux_vm_rx_packets_total", vm="web") == 5 and v("portmux_port_device_rx_packets_total",
-                                                                          port="uplink") == 3,
+                                                                          port="uplink") == 3
+              and v("portmux_worker_rx_packets_total", worker="0") == 8,
               "the good values beside the bad ones are served")
         check(v("portmux_drops_total", reason="new_reason") == 4, "a new drop_* key is served as drops{reason=...}")
         served = {n for n, _, _ in parsed["samples"]}
