@@ -9,8 +9,6 @@ import time
 import urllib.error
 import urllib.request
 
-NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-
 
 def free_port():
     """A loopback TCP port nobody listens on now (the exporter binds it a moment later)."""
