@@ -14,6 +14,8 @@ PACKAGES=(
   dpdk-doc make
   # tests and demo: scapy (Debian's python3), namespaces, veth offloads
   python3 python3-scapy iproute2 ethtool procps
+  # the Prometheus exporter (scripts/portmux-exporter) and promtool, which its test checks the output with
+  python3-prometheus-client prometheus
 )
 
 need_root() {

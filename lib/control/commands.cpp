@@ -438,6 +438,7 @@ const std::vector<CommandSpec>& command_table() {
         std::vector<CommandSpec> all = table;
         all.insert(all.end(), group_command_table().begin(), group_command_table().end());
         all.insert(all.end(), capture_command_table().begin(), capture_command_table().end());
+        all.insert(all.end(), worker_command_table().begin(), worker_command_table().end());
         return all;
     }();
     return with_extensions;

@@ -25,6 +25,8 @@ const std::vector<CommandSpec>& command_table();
 const std::vector<CommandSpec>& group_command_table();
 // The VM capture commands (capture_commands.cpp); listed after the group commands.
 const std::vector<CommandSpec>& capture_command_table();
+// /portmux/workers (worker_commands.cpp); listed after the capture commands.
+const std::vector<CommandSpec>& worker_command_table();
 
 // Runs `name` with `params` (the text after the first comma, possibly empty). Answers a JSON object; a
 // failure is {"error": "<what is wrong>"} and changes nothing. Any thread.

@@ -271,6 +271,76 @@ TEST_CASE("control stats: per-kind port sums and switch counters summed over wor
     expect_refused(sw, "/portmux/stats", "x", {"no parameters"});
 }
 
+TEST_CASE("control workers: each worker's own frames, bytes and drops, with its lcore", "[control]") {
+    Switch sw;
+    WorkerCounters second(sw.ctx.ports.size());
+    sw.ctx.counters.push_back(&second);
+    sw.ctx.worker_lcores = {1, 3};
+    sw.counters->add(kUplinkPortIndex, PortCounter::rx_packets, 100);
+    sw.counters->add(kUplinkPortIndex, PortCounter::rx_bytes, 6400);
+    sw.counters->add(kFirstVmPortIndex + 1, PortCounter::tx_packets, 60);
+    sw.counters->add(kFirstVmPortIndex + 1, PortCounter::tx_dropped, 2);
+    second.add(kUplinkPortIndex, PortCounter::rx_packets, 5);
+    second.add(kHostPortIndex, PortCounter::rx_packets, 7);
+    second.add(kHostPortIndex, PortCounter::tx_bytes, 900);
+    sw.counters->add(SwitchCounter::drop_firewall, 9);
+    second.add(SwitchCounter::drop_malformed, 1);
+    second.add(SwitchCounter::drop_spoof_port, 2);
+    second.add(SwitchCounter::to_vm, 50);  // a delivery, not a drop
+    json a = expect_ok(sw, "/portmux/workers");
+    CHECK(a["page_total"] == 2);
+    REQUIRE(a.contains("0"));
+    REQUIRE(a.contains("1"));
+    CHECK(a["0"]["worker"] == 0);
+    CHECK(a["0"]["lcore"] == 1);
+    CHECK(a["0"]["rx_packets"] == 100);
+    CHECK(a["0"]["rx_bytes"] == 6400);
+    CHECK(a["0"]["tx_packets"] == 60);
+    CHECK(a["0"]["tx_dropped"] == 2);
+    CHECK(a["0"]["drops"] == 9);
+    CHECK(a["1"]["lcore"] == 3);
+    CHECK(a["1"]["rx_packets"] == 12);
+    CHECK(a["1"]["tx_bytes"] == 900);
+    CHECK(a["1"]["drops"] == 3);
+    // The workers' shares add up to what /portmux/stats reports.
+    json stats = expect_ok(sw, "/portmux/stats");
+    CHECK(a["0"]["rx_packets"].get<uint64_t>() + a["1"]["rx_packets"].get<uint64_t>() ==
+          stats["rx_uplink"].get<uint64_t>() + stats["rx_host"].get<uint64_t>() + stats["rx_vms"].get<uint64_t>());
+    expect_fits_telemetry("/portmux/workers", a);
+    json past = expect_ok(sw, "/portmux/workers", "offset=2");
+    CHECK_FALSE(past.contains("0"));
+    CHECK(past["page_total"] == 2);
+    expect_refused(sw, "/portmux/workers", "x", {"usage"});
+    expect_refused(sw, "/portmux/workers", "offset=x", {"offset"});
+}
+
+TEST_CASE("control workers: 127 workers come in pages that fit telemetry's limits", "[control]") {
+    Switch sw;
+    std::vector<std::unique_ptr<WorkerCounters>> more;
+    sw.ctx.worker_lcores = {1};
+    for (unsigned i = 1; i < 127; ++i) {
+        more.push_back(std::make_unique<WorkerCounters>(sw.ctx.ports.size()));
+        more.back()->add(kUplinkPortIndex, PortCounter::rx_packets, UINT64_MAX / 2);
+        more.back()->add(kUplinkPortIndex, PortCounter::rx_bytes, UINT64_MAX / 2);
+        sw.ctx.counters.push_back(more.back().get());
+        sw.ctx.worker_lcores.push_back(i + 1);
+    }
+    std::set<uint64_t> lcores;
+    std::string params;
+    size_t pages = 0;
+    while (true) {
+        json a = expect_ok(sw, "/portmux/workers", params);
+        REQUIRE(++pages <= 127);
+        expect_fits_telemetry("/portmux/workers", a);
+        for (auto it = a.begin(); it != a.end(); ++it)
+            if (it.value().is_object()) lcores.insert(it.value()["lcore"].get<uint64_t>());
+        if (!a.contains("page_next")) break;
+        params = a["page_next"].get<std::string>();
+    }
+    CHECK(lcores.size() == 127);
+    CHECK(pages > 1);
+}
+
 TEST_CASE("control vms: one object per VM keyed by position, names as values", "[control]") {
     Switch sw;
     sw.counters->add(kFirstVmPortIndex + 1, PortCounter::tx_packets, 12);
