@@ -110,6 +110,12 @@ def one_run(variant, files, binaries, prefix, tsc_hz, warmup, interval, logdir):
             time.sleep(0.1)
         with bh.connect(prefix) as tel:
             bh.wait_ready(tel, "/portmux/stats" if kind == "portmux" else "/ethdev/stats,1")
+            # Ports answer before forwarding starts (testpmd starts it last): the warm-up counts from the first
+            # packet out, however slowly a busy machine gets there.
+            while bh.counters(tel, kind, 1)["out"] == 0:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("%s forwarded nothing within 60 s; see %s" % (variant, log.name))
+                time.sleep(0.1)
             time.sleep(warmup)
             c0, w0, t0 = bh.counters(tel, kind, 1), thread_cpu_s(proc.pid, thread), time.monotonic()
             time.sleep(interval)
