@@ -6,6 +6,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <regex>
 #include <thread>
@@ -87,8 +88,16 @@ void raise_open_file_limit() {
 }
 
 void init_eal(const CommandLine& command_line, const Config& config) {
-    // The configuration's "eal" first, so the command line can override it.
     std::vector<std::string> args{"portmux"};
+    // A default file prefix from the environment goes first (the EAL keeps the last --file-prefix), so that a
+    // configuration or command line naming its own prefix still wins. The systemd template unit sets it to
+    // give every instance its own runtime directory and hugepage files.
+    const char* default_prefix = std::getenv("PORTMUX_DEFAULT_FILE_PREFIX");
+    if (default_prefix != nullptr && *default_prefix != '\0') {
+        args.push_back("--file-prefix");
+        args.push_back(default_prefix);
+    }
+    // The configuration's "eal" next, so the command line can override it.
     args.insert(args.end(), config.eal.begin(), config.eal.end());
     args.insert(args.end(), command_line.eal_args.begin(), command_line.eal_args.end());
     std::vector<std::string> policy = pci_policy(config, std::vector<std::string>(args.begin() + 1, args.end()));

@@ -8,6 +8,8 @@ PACKAGES=(
   # build
   g++ meson ninja-build pkg-config
   libdpdk-dev nlohmann-json3-dev libfmt-dev libboost-program-options-dev catch2
+  # man pages (man/*.scd) and the Debian package (debian/, test/package)
+  scdoc dpkg-dev debhelper fakeroot build-essential
   # runtime tools: dpdk-testpmd, dpdk-telemetry.py, dpdk-dumpcap
   dpdk dpdk-dev
   # the benchmark's reference application, DPDK's l3fwd, built from the example sources of dpdk-doc

@@ -150,6 +150,30 @@ def main():
     check("EAL arguments after -- override the configuration's \"eal\" (telemetry under the command line's prefix)",
           overridden and proc.returncode == 0, "status %s" % proc.returncode)
 
+    # PORTMUX_DEFAULT_FILE_PREFIX (set by the systemd template unit) is used only when no prefix is given.
+    default_prefix = "pmx-startup-envprefix-%d" % os.getpid()
+    config_prefix = "pmx-startup-cfgprefix2-%d" % os.getpid()
+    PREFIXES.extend([default_prefix, config_prefix])
+    for config_file, expected, unexpected, name in (
+            (good, default_prefix, None, "the environment's default file prefix is used when none is given"),
+            (write_config("eal2.json", pcap_config(eal=["--file-prefix", config_prefix])), config_prefix,
+             default_prefix, "a file prefix in the configuration's \"eal\" wins over the environment's default")):
+        for prefix in (default_prefix, config_prefix):  # the EAL leaves its runtime directory behind at exit
+            shutil.rmtree("/var/run/dpdk/" + prefix, ignore_errors=True)
+        proc = subprocess.Popen([PORTMUX, "-c", config_file, "--", "--no-huge", "-m", "256", "--lcores", "0@0,1@1"],
+                                env=dict(os.environ, PORTMUX_DEFAULT_FILE_PREFIX=default_prefix),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_ready(expected, timeout=60, proc=proc)
+            used = unexpected is None or not os.path.exists("/var/run/dpdk/%s" % unexpected)
+        except TelemetryError as e:
+            used = False
+            print("      (%s)" % e)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        check(name + " (telemetry under it)", used and proc.returncode == 0, "status %s" % proc.returncode)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         proc = subprocess.Popen([PORTMUX, "-c", good] + eal("sig%d" % sig), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
