@@ -14,6 +14,8 @@ PACKAGES=(
   dpdk-doc make
   # tests and demo: scapy (Debian's python3), namespaces, veth offloads
   python3 python3-scapy iproute2 ethtool procps
+  # the cluster layer (agent/, portmuxctl cluster) and its tests: etcd 3.4, its Python client, JSON Schema
+  etcd-server etcd-client python3-etcd3 python3-jsonschema openssl
 )
 
 need_root() {
