@@ -147,6 +147,9 @@ def desired_state(me, hosts, vms, addresses, local_vm_macs):
     want = Desired()
     alive = set(hosts) | {me}
     want.addresses = set(addresses)
+    for host in sorted(hosts):
+        if host != me:
+            want.remotes[schema.remote_name(host)] = (hosts[host]["underlay_ip"], hosts[host]["vxlan_mac"])
     for name in sorted(vms):
         server = serving_vm(name, vms, alive)
         for r in vms[name]["parsed_ranges"]:
@@ -161,14 +164,12 @@ def desired_state(me, hosts, vms, addresses, local_vm_macs):
                 want.local_vms.add(server)
                 want.ranges[r.text] = server
             else:
-                remote = schema.remote_name(server, host)
-                want.remotes[remote] = (hosts[host]["underlay_ip"], hosts[host]["vxlan_mac"])
-                want.ranges[r.text] = remote
+                want.ranges[r.text] = schema.remote_name(host)
     return want
 
 
 def managed_owner(name, cluster_vm_names):
-    """Owners whose ranges the agent keeps exactly as the cluster says: cluster VMs and VM_HOST remotes."""
+    """Owners whose ranges the agent keeps exactly as the cluster says: cluster VMs and host_NAME remotes."""
     return name in cluster_vm_names or schema.is_remote_name(name)
 
 

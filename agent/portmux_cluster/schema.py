@@ -18,7 +18,7 @@ DEFAULT_PREFIX = "/portmux/"
 KINDS = ("hosts", "vms", "addresses")
 # A value larger than this is refused unread: 512 ranges of the longest form fit in about 16 KiB.
 MAX_VALUE_BYTES = 16384
-# Cluster names are short so that a remote's name "VM_HOST" fits portmux's 32-byte owner names.
+# Cluster names have no "_", so that the remote names "host_NAME" cannot be taken by a cluster VM.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,14}$")
 RANGE_RE = re.compile(r"^(?:(?P<addr>[0-9.]{7,15})/)?(?:(?P<proto>tcp|udp):)?(?P<lo>[0-9]{1,5})(?:-(?P<hi>[0-9]{1,5}))?$")
 
@@ -149,12 +149,13 @@ def encode_value(value):
     return json.dumps(clean, sort_keys=True, separators=(",", ":")).encode()
 
 
-def remote_name(vm, host):
-    """The name under which other hosts' portmux know VM of HOST: one remote per VM and host, so that a VM
-    moving to another host is a range/move between two remotes, never a gap."""
-    return "%s_%s" % (vm, host)
+def remote_name(host):
+    """The remote under which the other hosts' portmux know host HOST. One remote per host, not per VM: the
+    remote only says where to send the frames (HOST's portmux delivers them to its VM), a range moving
+    between two VMs of one host changes nothing on the other hosts, and every live host is a VXLAN peer
+    of every other one whether or not it serves a range now."""
+    return "host_%s" % host
 
 
 def is_remote_name(name):
-    vm, sep, host = name.partition("_")
-    return bool(sep) and bool(NAME_RE.match(vm)) and bool(NAME_RE.match(host))
+    return name.startswith("host_") and bool(NAME_RE.match(name[5:]))

@@ -112,10 +112,10 @@ class Desired(Base):
     def test_local_ranges_to_vms_and_other_hosts_ranges_to_remotes(self):
         self.cluster()
         w = self.want()
-        self.assertEqual(w.ranges, {"udp:6000": "va", "tcp:5000-5099": "va", "udp:7000": "vb_b"})
-        self.assertEqual(w.remotes, {"vb_b": ("198.51.100.2", "02:00:00:00:0b:01")})
+        self.assertEqual(w.ranges, {"udp:6000": "va", "tcp:5000-5099": "va", "udp:7000": "host_b"})
+        self.assertEqual(w.remotes, {"host_b": ("198.51.100.2", "02:00:00:00:0b:01")})
         wb = self.want("b", {"vb": "52:54:00:00:0b:01"})
-        self.assertEqual(wb.ranges, {"udp:6000": "va_a", "tcp:5000-5099": "va_a", "udp:7000": "vb"})
+        self.assertEqual(wb.ranges, {"udp:6000": "host_a", "tcp:5000-5099": "host_a", "udp:7000": "vb"})
 
     def test_failover_to_the_backup_while_the_host_is_down_and_back(self):
         self.cluster()
@@ -123,14 +123,14 @@ class Desired(Base):
         self.assertEqual(self.want().ranges["udp:7000"], "va2")
         self.assertEqual(self.want().remotes, {})
         self.put("hosts/b", HOST_B)               # b is back
-        self.assertEqual(self.want().ranges["udp:7000"], "vb_b")
+        self.assertEqual(self.want().ranges["udp:7000"], "host_b")
 
     def test_no_live_host_and_no_backup_keeps_the_last_state(self):
         self.cluster()
         self.view.delete(P + "hosts/a")
         wb = self.want("b", {"vb": "52:54:00:00:0b:01"})
         self.assertIs(wb.ranges["udp:6000"], model.KEEP)
-        ops = model.plan(wb, {"udp:6000": "va_a", "udp:7000": "vb"}, {"va_a": ("198.51.100.1", "x")}, set(),
+        ops = model.plan(wb, {"udp:6000": "host_a", "udp:7000": "vb"}, {"host_a": ("198.51.100.1", "x")}, set(),
                          {"va", "vb", "va2"})
         # Neither the range nor the remote to the dead host is touched.
         self.assertEqual(ops, [])
@@ -151,12 +151,12 @@ class Plan(Base):
         # A range moved by hand, one removed by hand, a stale one of a cluster VM, a host range untouched.
         actual.update({"udp:6000": "host", "tcp:9999": "va", "tcp:22": "host"})
         del actual["tcp:5000-5099"]
-        ops = model.plan(want, actual, {"old_z": ("198.51.100.9", "02:00:00:00:00:09")}, set(), set(vms))
-        self.assertEqual(ops, [("/portmux/remote/add", "vb_b,198.51.100.2,02:00:00:00:0b:01"),
+        ops = model.plan(want, actual, {"host_z": ("198.51.100.9", "02:00:00:00:00:09")}, set(), set(vms))
+        self.assertEqual(ops, [("/portmux/remote/add", "host_b,198.51.100.2,02:00:00:00:0b:01"),
                                ("/portmux/range/del", "tcp:9999"),
                                ("/portmux/range/add", "va,tcp:5000-5099"),
                                ("/portmux/range/move", "udp:6000,va"),
-                               ("/portmux/remote/del", "old_z")])
+                               ("/portmux/remote/del", "host_z")])
 
     def test_a_range_between_hosts_is_one_move(self):
         self.cluster()
@@ -167,7 +167,26 @@ class Plan(Base):
         hosts, vms, addresses = self.view.accepted()
         after = model.desired_state("a", hosts, vms, addresses, Desired.MACS_A)
         ops = model.plan(after, dict(before.ranges), dict(before.remotes), set(), set(vms))
-        self.assertEqual(ops, [("/portmux/range/move", "udp:6000,vb_b")])
+        self.assertEqual(ops, [("/portmux/range/move", "udp:6000,host_b")])
+
+    def test_other_hosts_see_one_remote_per_host(self):
+        self.cluster()
+        self.put("hosts/c", {"underlay_ip": "198.51.100.3", "vxlan_mac": "02:00:00:00:0c:0c", "file_prefix": "pc"})
+        hosts, vms, addresses = self.view.accepted()
+        on_c = model.desired_state("c", hosts, vms, addresses, {})
+        self.assertEqual(set(on_c.remotes), {"host_a", "host_b"})
+        # udp:6000 moves between two VMs of host a: nothing to do on c.
+        self.put("vms/va", vm("a", "52:54:00:00:0a:01", ["tcp:5000-5099"]))
+        self.put("vms/va2", vm("a", "52:54:00:00:0a:02", ["udp:6000"]))
+        hosts, vms, addresses = self.view.accepted()
+        after = model.desired_state("c", hosts, vms, addresses, {})
+        self.assertEqual(model.plan(after, dict(on_c.ranges), dict(on_c.remotes), set(), set(vms)), [])
+        # b fails: on c its VM's range goes to the backup's host, and b's remote goes once unused.
+        self.view.delete(P + "hosts/b")
+        hosts, vms, addresses = self.view.accepted()
+        failed = model.desired_state("c", hosts, vms, addresses, {})
+        self.assertEqual(model.plan(failed, dict(after.ranges), dict(after.remotes), set(), set(vms)),
+                         [("/portmux/range/move", "udp:7000,host_a"), ("/portmux/remote/del", "host_b")])
 
 
 if __name__ == "__main__":
