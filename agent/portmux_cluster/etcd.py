@@ -5,10 +5,15 @@ that is down is skipped at the next connection. Reads that need the store's revi
 watch) use the raw Range call, whose header carries it.
 """
 
+import os
 import urllib.parse
 
-import etcd3
-from etcd3 import etcdrpc
+# gRPC's core writes its own TLS and connection errors to stderr; every failure is reported once, with its
+# endpoint, by the agent and by portmuxctl instead (set GRPC_VERBOSITY to see them).
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
+import etcd3  # noqa: E402
+from etcd3 import etcdrpc  # noqa: E402
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:2379"
 
