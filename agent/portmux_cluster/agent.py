@@ -16,7 +16,7 @@ import sys
 import time
 
 from . import etcd as etcd_conn
-from . import model, schema
+from . import model, options, schema
 from .portmux import CtlError, Portmux
 
 RECONCILE_EVERY_S = 5.0
@@ -228,12 +228,13 @@ def parse_args(argv):
     p.add_argument("--name", required=True, help="this host's name in the cluster (hosts/NAME)")
     p.add_argument("--file-prefix", default="portmux", help="the local portmux's EAL --file-prefix")
     p.add_argument("--underlay-ip", help="this host's vxlan.local_ip (default: read from portmux)")
-    p.add_argument("--vxlan-mac", help="next-hop MAC other hosts use toward this one (default: uplink MAC)")
+    p.add_argument("--vxlan-mac",
+                   help="the next-hop MAC other hosts use toward this one (its uplink MAC on a shared segment)")
     p.add_argument("--ttl", type=int, default=3, help="lease TTL in seconds: how soon a dead host fails over")
     p.add_argument("--status-file", help="where the agent's status is written (default "
                                          "/run/portmux-agent/NAME.json)")
     p.add_argument("--status", action="store_true", help="print the status of the agent of --name and exit")
-    etcd_conn.add_settings_arguments(p)
+    options.add_settings_arguments(p)
     args = p.parse_args(argv)
     if not schema.NAME_RE.match(args.name):
         p.error("--name %r: 1 to 15 of [A-Za-z0-9.-]" % args.name)
@@ -245,16 +246,12 @@ def parse_args(argv):
 
 
 def fill_from_portmux(args):
-    """--underlay-ip and --vxlan-mac default to the local portmux's vxlan.local_ip and uplink MAC."""
-    if args.underlay_ip and args.vxlan_mac:
-        return
-    info = Portmux(args.file_prefix).call("/portmux/info")
+    """--underlay-ip defaults to the local portmux's vxlan.local_ip (portmux does not show its uplink's
+    next hop as others see it, so --vxlan-mac is always given)."""
     if not args.underlay_ip:
-        args.underlay_ip = info.get("vxlan_local_ip")
-    if not args.vxlan_mac:
-        args.vxlan_mac = info.get("uplink_mac")
-    if not args.underlay_ip or not args.vxlan_mac:
-        raise CtlError("give --underlay-ip and --vxlan-mac (this portmux does not show them)")
+        args.underlay_ip = Portmux(args.file_prefix).call("/portmux/info").get("vxlan_local_ip")
+        if not args.underlay_ip:
+            raise CtlError("portmux %s has no vxlan: the cluster needs it (docs/remote-vms.md)" % args.file_prefix)
 
 
 def main(argv=None):
@@ -267,6 +264,8 @@ def main(argv=None):
         except OSError as e:
             print("portmux-agent: %s: %s" % (args.status_file, e.strerror), file=sys.stderr)
             return 1
+    if not args.vxlan_mac:
+        parser.error("--vxlan-mac is required (the next hop other hosts send this host's frames to)")
     try:
         fill_from_portmux(args)
     except CtlError as e:

@@ -43,9 +43,9 @@ class Portmux:
     def _do(self, method, *args):
         try:
             return getattr(self._connect(), method)(*args)
-        except CtlError as e:
-            # A refusal leaves the connection usable; anything else (socket gone) is opened again next time.
-            if "error" not in str(e) and not self._still_connected():
+        except CtlError:
+            # A refusal leaves the connection usable; a socket that is gone is opened again next time.
+            if not self._still_connected():
                 self.close()
             raise
 
