@@ -13,6 +13,7 @@ import os
 import queue
 import signal
 import sys
+import threading
 import time
 
 from . import etcd as etcd_conn
@@ -51,6 +52,7 @@ class Agent:
         self.applied_revision = 0
         self.last_error = ""
         self._logged_apply_errors = set()
+        self.portmux_refused = {}  # command -> portmux's error, for the commands refused at the last reconcile
 
     # -- status ----------------------------------------------------------------------------------------------
 
@@ -59,7 +61,7 @@ class Agent:
                   "revision": self.view.revision, "applied_revision": self.applied_revision,
                   "refused_total": self.view.refused_total,
                   "refused": {k: {"revision": r.revision, "reason": r.reason} for k, r in self.view.refused.items()},
-                  "last_error": self.last_error, "time": time.time()}
+                  "portmux_refused": self.portmux_refused, "last_error": self.last_error, "time": time.time()}
         status.update(self.counters)
         tmp = "%s.tmp.%d" % (self.status_file, os.getpid())
         with open(tmp, "w") as f:
@@ -93,6 +95,7 @@ class Agent:
         ops = model.plan(want, actual_ranges, actual_remotes, actual_addresses, set(vms))
         failed = 0
         failed_ranges = set()
+        refused_now = {}
         for command, params in ops:
             try:
                 self.portmux.call(command, params)
@@ -100,11 +103,14 @@ class Agent:
             except CtlError as e:
                 failed += 1
                 failed_ranges.update(p for p in params.split(",") if p in want.ranges)
-                self.counters["apply_errors"] += 1
+                refused_now["%s,%s" % (command, params)] = str(e)
+                # The same refusal comes back at every reconcile: it is logged and counted once.
                 key = (command, params, str(e))
                 if key not in self._logged_apply_errors:
                     self._logged_apply_errors.add(key)
+                    self.counters["apply_errors"] += 1
                     log("%s,%s refused by portmux: %s" % (command, params, e))
+        self.portmux_refused = refused_now
         if ops:
             log("revision %d: %d change(s) applied%s" % (self.view.revision, len(ops) - failed,
                                                           ", %d refused" % failed if failed else ""))
@@ -172,11 +178,9 @@ class Agent:
                     self.reconcile()
                     self.write_status()
                     next_reconcile = now + RECONCILE_EVERY_S
+            # The lease is not revoked: an agent restarted within the TTL (an upgrade) is never seen down;
+            # one that stays stopped is down TTL seconds later, as if it had died.
             client.cancel_watch(watch_id)
-            try:
-                client.revoke_lease(lease.id)
-            except Exception:
-                pass
         finally:
             self.connected = False
             try:
@@ -221,6 +225,20 @@ class Agent:
                     pass
                 time.sleep(RETRY_PAUSE_S)
         self.write_status()
+
+
+def quiet_closed_watch_threads():
+    """python3-etcd3's watch thread ends with "Channel closed" when its client is closed (every session
+    end): that is expected, not worth a traceback. Other threads' errors are reported as usual."""
+    default = threading.excepthook
+
+    def hook(args):
+        name = args.thread.name if args.thread is not None else ""
+        if name.startswith("etcd3_watch") and isinstance(args.exc_value, ValueError):
+            return
+        default(args)
+
+    threading.excepthook = hook
 
 
 def parse_args(argv):
@@ -278,6 +296,7 @@ def main(argv=None):
         parser.error("this host's key would be refused: %s" % e)
     os.makedirs(os.path.dirname(os.path.abspath(args.status_file)), exist_ok=True)
     agent = Agent(args)
+    quiet_closed_watch_threads()
 
     def stop(signum, frame):
         agent.stopping = True

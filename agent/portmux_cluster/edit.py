@@ -37,6 +37,13 @@ class VmTable:
             except BadValue as e:
                 self.bad[key] = (str(e), mod)
 
+    def mod_of(self, name):
+        """The mod_revision of NAME's key as read (good or bad value), None if there was none."""
+        if name in self.vms:
+            return self.vms[name][1]
+        bad = self.bad.get(schema.key_of(self.prefix, "vms", name))
+        return bad[1] if bad else None
+
     def get(self, name):
         if name not in self.vms:
             raise ClusterError("no VM %r in the cluster" % name)
@@ -49,19 +56,24 @@ class VmTable:
         return None
 
 
-def check_whole(result):
-    """Refuses a cluster state with overlapping ranges or a backup that is not a VM."""
-    taken = []
-    for name in sorted(result):
-        value = result[name]
-        backup = value.get("backup")
+def check_changes(result, changed):
+    """Refuses an edit whose CHANGED VMs would overlap any range of the cluster or name a backup that is
+    not a VM. Only what the edit changes is judged: a bad value someone else wrote (which the agents
+    refuse) does not block unrelated edits."""
+    changed = [n for n in changed if n in result]
+    for name in changed:
+        backup = result[name].get("backup")
         if backup is not None and backup not in result:
             raise ClusterError("VM %s: backup %r is not a VM of the cluster" % (name, backup))
-        for r in value["parsed_ranges"]:
-            for other, owner in taken:
-                if r.overlaps(other):
-                    raise ClusterError("range %s of VM %s overlaps %s of VM %s" % (r.text, name, other.text, owner))
-            taken.append((r, name))
+    for name in changed:
+        for r in result[name]["parsed_ranges"]:
+            for other_name in sorted(result):
+                if other_name == name:
+                    continue
+                for other in result[other_name]["parsed_ranges"]:
+                    if r.overlaps(other):
+                        raise ClusterError("range %s of VM %s overlaps %s of VM %s"
+                                           % (r.text, name, other.text, other_name))
 
 
 def checked(name, value):
@@ -86,13 +98,13 @@ def run_edit(client, prefix, change):
                 result.pop(name, None)
             else:
                 result[name] = checked(name, value)
-        check_whole(result)
+        check_changes(result, changes)
         compares = [etcd_conn.ModifiedSince(vms_prefix, etcd_conn.prefix_range_end(vms_prefix), revision)]
         success = []
         for name, value in changes.items():
             key = schema.key_of(prefix, "vms", name)
-            if name in table.vms:
-                compares.append(client.transactions.mod(key) == table.vms[name][1])
+            if table.mod_of(name) is not None:
+                compares.append(client.transactions.mod(key) == table.mod_of(name))
             else:
                 compares.append(client.transactions.version(key) == 0)
             if value is None:
@@ -122,6 +134,8 @@ def vm_add(args):
 
 def vm_del(args):
     def change(table):
+        if schema.key_of(args.prefix, "vms", args.name) in table.bad:
+            return {args.name: None}  # a value the agents refuse can always be deleted
         table.get(args.name)
         users = [n for n, (v, _) in table.vms.items() if v.get("backup") == args.name]
         if users:

@@ -159,6 +159,10 @@ class Edits(unittest.TestCase):
         self.assertIn("1 live host(s), 2 VM(s), 1 refused key(s)", r.stdout)
         self.assertRegex(r.stdout, r"vm +vb +on b +failed over to va")
         self.assertIn("refused %svms/broken: not JSON" % self.prefix, r.stdout)
+        # A bad value does not block other edits, and can be deleted.
+        self.cluster("range", "add", "va", "tcp:443")
+        self.cluster("vm", "del", "broken")
+        self.assertNotIn("refused", self.cluster("status").stdout)
         r = self.cluster("vm", "del", "va", check=False)
         self.assertEqual(r.returncode, 1)
         self.assertIn("is the backup of vb", r.stderr)

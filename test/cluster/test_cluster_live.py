@@ -10,7 +10,9 @@
 - one etcd member is killed: a change still reaches every host;
 - all etcd members stop: forwarding goes on unchanged; they restart: the agents resync without sending a
   single command for what did not change;
-- a bad value of each kind is written with etcdctl: each refused and counted, nothing else changes.
+- a bad value of each kind is written with etcdctl: each refused and counted, nothing else changes; a
+  VM on a host that is not alive is applied nowhere;
+- a cluster range that collides with a host's own range is refused by portmux, counted once, listed.
 
 Usage: test_cluster_live.py PORTMUX_BINARY (root; exit 0 pass, 1 fail, 77 skip). Every wait is bounded.
 """
@@ -151,6 +153,34 @@ def test_bad_values(t):
         assert t.status(h)["applied_commands"] == statuses[h]["applied_commands"], "%s sent commands" % h
     ok("each kind of bad value refused, listed and counted on every host; nothing else changed")
 
+    # A VM on a host that never registered is not refused (a host is known only while it is alive): its
+    # range is served by nobody, so no host adds it; status says why.
+    t.cluster("vm", "add", "vghost", "--host", "ghost", "--mac", "52:54:00:00:0d:01", "--range", "udp:9100")
+    time.sleep(1.0)
+    for h in HOSTS:
+        assert t.target(h, "udp:9100") == "host", "%s serves the range of a VM on an unknown host" % h
+    assert "vghost" in t.cluster("status").stdout and "host down, no live backup" in t.cluster("status").stdout
+    ok("a VM on a host that is not alive: its range is applied nowhere, status says so")
+
+
+def test_portmux_refusal(t):
+    """A cluster range that collides with a host's own configured range (tcp:22 to the host) is refused by
+    each portmux: logged and counted once however often the agent reconciles, listed in its status."""
+    errors = {h: t.status(h)["apply_errors"] for h in HOSTS}
+    t.cluster("range", "add", "va2", "tcp:20-29")
+    for h in HOSTS:
+        wait_for("%s lists the refusal" % h,
+                 lambda h=h: any("tcp:20-29" in k for k in t.status(h)["portmux_refused"]), timeout=15)
+    time.sleep(6.0)  # past one periodic reconcile, which meets the same refusal again
+    for h in HOSTS:
+        assert t.status(h)["apply_errors"] == errors[h] + 1, "%s: apply_errors %d, expected %d" % (
+            h, t.status(h)["apply_errors"], errors[h] + 1)
+        assert t.target(h, "tcp:22") == "host"
+    t.cluster("range", "del", "tcp:20-29")
+    for h in HOSTS:
+        wait_for("%s clears the refusal" % h, lambda h=h: not t.status(h)["portmux_refused"], timeout=15)
+    ok("a cluster range colliding with a host's own range: refused by portmux, counted once, listed, cleared")
+
 
 def main():
     portmux = sys.argv[1] if len(sys.argv) > 1 else ""
@@ -166,6 +196,7 @@ def main():
         test_one_member_down(t)
         test_all_members_down(t)
         test_bad_values(t)
+        test_portmux_refusal(t)
         print("PASS: a cluster of three portmux hosts kept in etcd")
         return 0
     except (AssertionError, RuntimeError) as e:

@@ -5,7 +5,7 @@ Certificates are made with openssl in a temporary directory: a CA, the server's 
 certificates whose common name is the etcd user (root; pmx, with a role that may read and write only
 /portmux/; nobody, without a role) and one signed by another CA. Then: `portmuxctl cluster` and
 `portmux-agent` work with pmx's certificate inside the prefix (the agent's host key appears under its
-lease and is gone when it stops); pmx cannot write outside it; nobody cannot read it; a certificate from
+lease and is gone once it has stopped); pmx cannot write outside it; nobody cannot read it; a certificate from
 another CA and a connection without TLS are refused. No root needed (the agent has no portmux here: it
 registers, reads and watches, and counts the missing portmux as its last error)."""
 
@@ -123,8 +123,12 @@ class Tls(unittest.TestCase):
         self.assertIn("pmx-tls-absent", status["last_error"])
         self.agent.terminate()
         self.agent.wait(timeout=10)
-        # A stopped agent revokes its lease: the host is gone at once.
-        self.assertIn("0 live host(s)", self.cluster("status").stdout)
+        # The stopped agent's lease expires after its TTL (2 s): then the host is gone.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and "0 live host(s)" not in r.stdout:
+            time.sleep(0.3)
+            r = self.cluster("status")
+        self.assertIn("0 live host(s)", r.stdout)
 
     def test_2_the_prefix_user_cannot_write_elsewhere(self):
         env = dict(os.environ, ETCDCTL_API="3")
