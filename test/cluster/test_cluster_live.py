@@ -2,6 +2,7 @@
 """Three portmux hosts with their agents and a three-member etcd (see cluster_topology.py), in order:
 
 - the agents build every host's table from etcd: local VMs' ranges, remotes for the other hosts' VMs;
+  a further shared address and a range on it reach every host;
 - a range of host a's VM moves to host b's VM under UDP traffic: once a's agent has applied it, a's old
   VM receives nothing more and b's VM gets the flow;
 - a range changed by hand on a is reverted by its agent and counted;
@@ -52,7 +53,20 @@ def test_tables_built_from_etcd(t):
     for host, ports in expected.items():
         for port, target in ports.items():
             wait_for("%s: %s to %s" % (host, port, target), lambda h=host, p=port, g=target: t.target(h, p) == g)
-    ok("every host's table follows etcd: local VMs' ranges, remotes VM_HOST for the others")
+    ok("every host's table follows etcd: local VMs' ranges, a remote host_NAME per other host")
+
+
+def test_shared_address(t):
+    """An addresses/ key makes every host's portmux serve the further address; ranges on it follow."""
+    t.etcd.ctl("put", "/portmux/addresses/192.0.2.20", json.dumps({"address": "192.0.2.20"}))
+    t.cluster("range", "add", "vc", "192.0.2.20/udp:53")
+    for host, target in (("a", "host_c"), ("b", "host_c"), ("c", "vc")):
+        wait_for("%s serves 192.0.2.20/udp:53" % host,
+                 lambda h=host, g=target: t.target(h, "192.0.2.20/udp:53") == g)
+        assert "192.0.2.20" in t.tel(host).call("/portmux/info").get("more_shared_ips", [])
+    # The first address's udp:53 is another range: nobody owns it.
+    assert t.target("a", "udp:53") == "host"
+    ok("a further shared address from etcd on every host, with its ranges")
 
 
 def test_move_between_hosts_under_traffic(t):
@@ -190,6 +204,7 @@ def main():
         t.start_all()
         define_cluster(t)
         test_tables_built_from_etcd(t)
+        test_shared_address(t)
         test_move_between_hosts_under_traffic(t)
         test_hand_change_reverted(t)
         test_failover_and_return(t)
