@@ -91,7 +91,7 @@ class ClusterView:
                 vm_entries.append((mod, key, name, value))
         vm_entries.sort(key=lambda e: (e[0], e[1]))
         vm_names = {e[2] for e in vm_entries}
-        taken = []  # (PortRange, vm name)
+        taken = schema.RangeIndex()
         for mod, key, name, value in vm_entries:
             reason = self._cross_key_fault(value, vm_names, taken, addresses)
             if reason is not None:
@@ -102,7 +102,8 @@ class ClusterView:
                     continue
             self.used[key] = value
             vms[name] = value
-            taken.extend((r, name) for r in value["parsed_ranges"])
+            for r in value["parsed_ranges"]:
+                taken.add(r, name)
         return hosts, vms, addresses
 
     @staticmethod
@@ -113,9 +114,9 @@ class ClusterView:
         for r in value["parsed_ranges"]:
             if r.address and r.address not in addresses:
                 return "range %s: address %s is not in %saddresses/" % (r.text, r.address, "PREFIX ")
-            for other, owner in taken:
-                if r.overlaps(other):
-                    return "range %s overlaps %s of VM %s" % (r.text, other.text, owner)
+            hit = taken.collision(r)
+            if hit is not None:
+                return "range %s overlaps %s of VM %s" % (r.text, hit[0].text, hit[1])
         return None
 
 

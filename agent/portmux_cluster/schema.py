@@ -9,6 +9,7 @@ parse_value() turns one key and its bytes into a checked value or raises BadValu
 checks that span keys (overlaps, unknown backups) are in model.py.
 """
 
+import bisect
 import ipaddress
 import json
 import os
@@ -95,6 +96,32 @@ class PortRange:
         return self.text
 
 
+class RangeIndex:
+    """Ranges that do not overlap, by address and protocol, sorted by first port: finding a collision costs
+    a binary search (the agent checks every range of the cluster at every reconcile)."""
+
+    def __init__(self):
+        self._by_key = {}  # (address, proto) -> sorted list of (lo, hi, PortRange, owner)
+
+    def collision(self, r):
+        """(PortRange, owner) of a range in the index that overlaps R, or None."""
+        for proto in sorted(r.protos):
+            spans = self._by_key.get((r.address, proto))
+            if not spans:
+                continue
+            i = bisect.bisect_left(spans, (r.lo,))
+            # Stored spans do not overlap each other: only the neighbours of R's place can overlap it.
+            for j in (i - 1, i):
+                if 0 <= j < len(spans) and spans[j][0] <= r.hi and r.lo <= spans[j][1]:
+                    return spans[j][2], spans[j][3]
+        return None
+
+    def add(self, r, owner):
+        for proto in r.protos:
+            bisect.insort(self._by_key.setdefault((r.address, proto), []), (r.lo, r.hi, r, owner),
+                          key=lambda span: span[:2])
+
+
 def _validator(kind):
     import jsonschema  # python3-jsonschema
     with open(os.path.join(SCHEMA_DIR, SCHEMA_FILES[kind])) as f:
@@ -133,10 +160,12 @@ def parse_value(kind, name, raw):
             raise BadValue("address %r differs from the key's %r" % (value["address"], name))
     elif kind == "vms":
         ranges = [PortRange(text) for text in value["ranges"]]
-        for i, a in enumerate(ranges):
-            for b in ranges[:i]:
-                if a.overlaps(b):
-                    raise BadValue("ranges %s and %s overlap" % (b.text, a.text))
+        index = RangeIndex()
+        for r in ranges:
+            hit = index.collision(r)
+            if hit is not None:
+                raise BadValue("ranges %s and %s overlap" % (hit[0].text, r.text))
+            index.add(r, name)
         if value.get("backup") == name:
             raise BadValue("backup: a VM cannot be its own backup")
         value["parsed_ranges"] = ranges

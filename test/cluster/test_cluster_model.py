@@ -10,6 +10,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "agent"))
 
 try:
+    import jsonschema  # noqa: F401
     from portmux_cluster import model, schema  # noqa: E402
 except ImportError as e:
     print("SKIP: %s (python3-etcd3 / python3-jsonschema not installed)" % e)
@@ -100,6 +101,25 @@ class Refusals(Base):
         self.assertTrue(schema.PortRange("80-90").overlaps(schema.PortRange("udp:90")))
         self.assertFalse(schema.PortRange("tcp:80-90").overlaps(schema.PortRange("udp:80")))
         self.assertFalse(schema.PortRange("192.0.2.20/tcp:80").overlaps(schema.PortRange("tcp:80")))
+
+    def test_the_range_index_finds_exactly_the_overlaps_a_full_comparison_finds(self):
+        import random
+        rng = random.Random(4242)
+        for _ in range(200):
+            index, kept = schema.RangeIndex(), []
+            for _ in range(40):
+                lo = rng.randrange(0, 200)
+                proto = rng.choice(["tcp:", "udp:", ""])
+                address = rng.choice(["", "192.0.2.20/"])
+                r = schema.PortRange("%s%s%d-%d" % (address, proto, lo, lo + rng.randrange(0, 20)))
+                expected = [k for k in kept if k.overlaps(r)]
+                hit = index.collision(r)
+                self.assertEqual(hit is not None, bool(expected), r.text)
+                if hit is None:
+                    index.add(r, "vm")
+                    kept.append(r)
+                else:
+                    self.assertIn(hit[0], expected)
 
 
 class Desired(Base):
