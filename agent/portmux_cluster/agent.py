@@ -282,6 +282,11 @@ def main(argv=None):
         except OSError as e:
             print("portmux-agent: %s: %s" % (args.status_file, e.strerror), file=sys.stderr)
             return 1
+    try:
+        import jsonschema  # noqa: F401  (every value is checked against conf/cluster/*.schema.json)
+    except ImportError:
+        print("portmux-agent: python3-jsonschema is not installed", file=sys.stderr)
+        return 1
     if not args.vxlan_mac:
         parser.error("--vxlan-mac is required (the next hop other hosts send this host's frames to)")
     try:

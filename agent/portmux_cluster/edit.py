@@ -121,6 +121,10 @@ def run_edit(client, prefix, change):
 # -- the edits ---------------------------------------------------------------------------------------------
 
 
+# What the last attempt of an edit did, in words: printed once the transaction has committed.
+done = {"text": ""}
+
+
 def vm_add(args):
     def change(table):
         if args.name in table.vms or schema.key_of(args.prefix, "vms", args.name) in table.bad:
@@ -128,6 +132,7 @@ def vm_add(args):
         value = {"host": args.host, "mac": args.mac.lower(), "ranges": [schema_text(r) for r in args.range or []]}
         if args.backup:
             value["backup"] = args.backup
+        done["text"] = "added VM %s on host %s with %d range(s)" % (args.name, args.host, len(value["ranges"]))
         return {args.name: value}
     return change
 
@@ -135,11 +140,13 @@ def vm_add(args):
 def vm_del(args):
     def change(table):
         if schema.key_of(args.prefix, "vms", args.name) in table.bad:
+            done["text"] = "deleted VM %s (its value was refused)" % args.name
             return {args.name: None}  # a value the agents refuse can always be deleted
         table.get(args.name)
         users = [n for n, (v, _) in table.vms.items() if v.get("backup") == args.name]
         if users:
             raise ClusterError("VM %s is the backup of %s: change their backup first" % (args.name, ", ".join(users)))
+        done["text"] = "deleted VM %s" % args.name
         return {args.name: None}
     return change
 
@@ -162,11 +169,14 @@ def move_range(text, to, expected_from=None):
             raise ClusterError("%s belongs to VM %s, not %s" % (wanted, owner, expected_from))
         target = table.get(to)
         if owner == to:
+            done["text"] = "%s already belongs to VM %s" % (wanted, to)
             return {}
         source = dict(table.get(owner))
         source["ranges"] = [r for r in source["ranges"] if schema_text(r) != wanted]
         dest = dict(target)
         dest["ranges"] = list(dest["ranges"]) + [wanted]
+        done["text"] = "moved %s from VM %s (host %s) to VM %s (host %s)" % (
+            wanted, owner, source["host"], to, dest["host"])
         return {owner: source, to: dest}
     return change
 
@@ -175,6 +185,7 @@ def range_add(args):
     def change(table):
         value = dict(table.get(args.vm))
         value["ranges"] = list(value["ranges"]) + [schema_text(args.range)]
+        done["text"] = "added %s to VM %s" % (value["ranges"][-1], args.vm)
         return {args.vm: value}
     return change
 
@@ -187,6 +198,7 @@ def range_del(args):
             raise ClusterError("no VM owns exactly %s" % wanted)
         value = dict(table.get(owner))
         value["ranges"] = [r for r in value["ranges"] if schema_text(r) != wanted]
+        done["text"] = "removed %s from VM %s" % (wanted, owner)
         return {owner: value}
     return change
 
@@ -289,4 +301,5 @@ def run_command(client, args):
     attempts = run_edit(client, args.prefix, change)
     if attempts > 1:
         print("portmuxctl: cluster: applied after %d attempts (concurrent edits)" % attempts, file=sys.stderr)
+    print(done["text"])
     return 0

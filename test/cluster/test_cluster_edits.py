@@ -96,7 +96,8 @@ class Edits(unittest.TestCase):
     def test_range_move_between_hosts_is_one_transaction(self):
         self.two_vms()
         rev = self.revision()
-        self.cluster("range", "move", "udp:6000", "vb")
+        out = self.cluster("range", "move", "udp:6000", "vb").stdout
+        self.assertEqual(out, "moved udp:6000 from VM va (host a) to VM vb (host b)\n")
         vms = self.vms()
         self.assertEqual(vms["va"]["ranges"], ["tcp:5000-5099"])
         self.assertEqual(vms["vb"]["ranges"], ["udp:7000", "udp:6000"])
