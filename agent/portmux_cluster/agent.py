@@ -111,7 +111,8 @@ class Agent:
                     self.counters["apply_errors"] += 1
                     log("%s,%s refused by portmux: %s" % (command, params, e))
         self.portmux_refused = refused_now
-        if ops:
+        if len(ops) > failed:
+            # Only when something changed: a refusal that persists is not logged again at every reconcile.
             log("revision %d: %d change(s) applied%s" % (self.view.revision, len(ops) - failed,
                                                           ", %d refused" % failed if failed else ""))
         # A range portmux refused is not what the agent made it: no later difference there is by hand.
