@@ -18,6 +18,8 @@ PACKAGES=(
   python3 python3-scapy iproute2 ethtool procps
   # the Prometheus exporter (scripts/portmux-exporter) and promtool, which its test checks the output with
   python3-prometheus-client prometheus
+  # the cluster layer (agent/, portmuxctl cluster) and its tests: etcd 3.4, its Python client, JSON Schema
+  etcd-server etcd-client python3-etcd3 python3-jsonschema openssl
 )
 
 need_root() {
