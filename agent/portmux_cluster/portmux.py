@@ -4,8 +4,12 @@ import importlib.machinery
 import importlib.util
 import os
 
-_CTL_PATH = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts",
-                                          "portmuxctl"))
+# scripts/portmuxctl of the source tree, or PREFIX/bin/portmuxctl when this package is installed in
+# PREFIX/lib/portmux/agent/portmux_cluster.
+_HERE = os.path.dirname(os.path.realpath(__file__))
+_CTL_CANDIDATES = [os.path.normpath(os.path.join(_HERE, "..", "..", "scripts", "portmuxctl")),
+                   os.path.normpath(os.path.join(_HERE, "..", "..", "..", "..", "bin", "portmuxctl"))]
+_CTL_PATH = next((p for p in _CTL_CANDIDATES if os.path.isfile(p)), _CTL_CANDIDATES[0])
 
 
 def load_portmuxctl():

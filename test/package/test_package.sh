@@ -115,6 +115,8 @@ expected=(
     /usr/bin/portmux /usr/bin/portmuxctl /usr/bin/portmux-exporter
     /lib/systemd/system/portmux@.service /lib/systemd/system/portmux-exporter@.service
     /usr/share/portmux/grafana/portmux.json
+    /usr/bin/portmux-agent /usr/lib/portmux/agent/portmux-agent /usr/lib/portmux/agent/portmux_cluster/agent.py
+    /lib/systemd/system/portmux-agent@.service /usr/share/portmux/cluster/vm.schema.json
     /usr/share/portmux/portmux.schema.json /usr/share/portmux/example.json
     /usr/share/man/man8/portmux.8.gz /usr/share/man/man8/portmuxctl.8.gz
     /usr/share/doc/portmux/README.md /usr/share/doc/portmux/copyright
@@ -141,6 +143,12 @@ check "portmuxctl exporter --help runs the installed exporter (exit 0, its usage
     test "$status" -eq 0 -a -n "$(grep -F 'usage: portmux-exporter' <<<"$out")"
 check "the exporter's unit runs the installed exporter" \
     grep -q '^ExecStart=/usr/bin/portmux-exporter --file-prefix portmux-%i' /lib/systemd/system/portmux-exporter@.service
+out=$(/usr/bin/portmux-agent --help 2>&1) && status=0 || status=$?
+check "portmux-agent --help runs from the path (exit 0, its usage)" \
+    test "$status" -eq 0 -a -n "$(grep -F 'usage: portmux-agent' <<<"$out")"
+out=$(/usr/bin/portmuxctl cluster --help 2>&1) && status=0 || status=$?
+check "portmuxctl cluster --help finds the installed cluster package" \
+    test "$status" -eq 0 -a -n "$(grep -F 'cluster' <<<"$out")"
 if command -v man >/dev/null; then
     for page in portmux portmuxctl; do
         check "man -w $page finds section 8" test "$(man -w "$page" 2>/dev/null)" = "/usr/share/man/man8/$page.8.gz"
