@@ -6,8 +6,8 @@
 #include "config/config.hpp"
 #include "core/counters.hpp"
 #include "core/port_owners.hpp"
-#include "pipeline/parsed_frame.hpp"
-#include "pipeline/shared_addresses.hpp"
+#include "packet/parsed_frame.hpp"
+#include "packet/shared_addresses.hpp"
 #include "tables/owner_target.hpp"
 
 namespace portmux {

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "core/owner_id.hpp"
-#include "pipeline/parsed_frame.hpp"
+#include "packet/parsed_frame.hpp"
 
 namespace portmux {
 

@@ -10,8 +10,8 @@
 
 #include "config/config.hpp"
 #include "core/port_owners.hpp"
-#include "pipeline/shared_addresses.hpp"
-#include "pipeline/vxlan.hpp"
+#include "packet/shared_addresses.hpp"
+#include "packet/vxlan_tunnel.hpp"
 #include "tables/firewall.hpp"
 #include "tables/lb_group.hpp"
 #include "tables/owner_target.hpp"
