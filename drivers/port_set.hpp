@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "config/config.hpp"
-#include "core/port.hpp"
 #include "pipeline/worker.hpp"
+#include "ports/port.hpp"
 #include "ports/vhost_slots.hpp"
 #include "vhost_user.hpp"
 

@@ -59,7 +59,7 @@ fi
 if [ ! -f "$BUILD/build.ninja" ]; then
   meson setup "$BUILD" --buildtype=release >/dev/null
 fi
-ninja -C "$BUILD" app/portmux lib/libportmux_dataplane.a lib/libportmux_pure.a
+ninja -C "$BUILD" app/portmux
 STAGES="$BUILD/test/bench/bench_stages"
 if grep -q "subdir('bench')" test/meson.build; then
   ninja -C "$BUILD" test/bench/bench_stages
@@ -67,11 +67,11 @@ else
   # Built by hand with the flags of a release build when test/meson.build does not list test/bench yet.
   STAGES="$BUILD/bench_stages"
   if [ ! -x "$STAGES" ] || [ test/bench/bench_stages.cpp -nt "$STAGES" ] || \
-     [ "$BUILD/lib/libportmux_dataplane.a" -nt "$STAGES" ]; then
+     [ "$BUILD/app/portmux" -nt "$STAGES" ]; then
     # shellcheck disable=SC2046
     c++ -std=c++17 -O3 -DNDEBUG -DALLOW_EXPERIMENTAL_API -Wno-missing-field-initializers \
       -Ilib -Itest/unit $(pkg-config --cflags libdpdk nlohmann_json fmt) test/bench/bench_stages.cpp \
-      -o "$STAGES" "$BUILD/lib/libportmux_dataplane.a" "$BUILD/lib/libportmux_pure.a" \
+      -o "$STAGES" -Wl,--start-group "$BUILD"/lib/*/libportmux_*.a -Wl,--end-group \
       $(pkg-config --libs libdpdk fmt) -pthread
   fi
 fi

@@ -90,9 +90,11 @@ struct RemoteConfig {
 
 // Extension: load-balanced groups (docs/load-balancing.md). A group owns ranges like a VM; new flows to
 // them are spread over its members by a Maglev table.
+inline constexpr uint8_t kMaxMemberWeight = 255;
+
 struct GroupMemberConfig {
     std::string vm;
-    uint8_t weight = 1;  // 1..255
+    uint8_t weight = 1;  // 1..kMaxMemberWeight
     bool drain = false;  // keeps existing flows, receives no new ones
 };
 

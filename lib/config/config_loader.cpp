@@ -13,9 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config/config.hpp"
-#include "pipeline/shared_addresses.hpp"
-#include "tables/port_owners.hpp"
-#include "tables/lb_group.hpp"
+#include "core/port_owners.hpp"
 
 namespace portmux {
 namespace {

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "core/port_owners.hpp"
 #include "core/result.hpp"
-#include "tables/port_owners.hpp"
 #include "tables/snapshot.hpp"
 
 namespace portmux {

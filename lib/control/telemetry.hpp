@@ -8,8 +8,8 @@
 
 #include "control/stats.hpp"
 #include "control/switch_state.hpp"
-#include "core/port.hpp"
 #include "core/worker_counters.hpp"
+#include "ports/port.hpp"
 #include "ports/vhost_status.hpp"
 
 struct rte_mempool;

@@ -7,8 +7,9 @@
 #include <cstdint>
 #include <memory>
 
-#include "pipeline/parsed_frame.hpp"
-#include "tables/port_owners.hpp"
+#include "core/owner_id.hpp"
+#include "core/port_range.hpp"
+#include "packet/parsed_frame.hpp"
 
 namespace portmux {
 

@@ -5,9 +5,10 @@
 
 #include "config/config.hpp"
 #include "core/counters.hpp"
-#include "pipeline/parsed_frame.hpp"
-#include "pipeline/shared_addresses.hpp"
-#include "tables/port_owners.hpp"
+#include "core/port_owners.hpp"
+#include "packet/parsed_frame.hpp"
+#include "packet/shared_addresses.hpp"
+#include "tables/owner_target.hpp"
 
 namespace portmux {
 

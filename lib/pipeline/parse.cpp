@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "core/port_range.hpp"
-#include "pipeline/checksum.hpp"
+#include "packet/checksum.hpp"
 
 namespace portmux {
 namespace {

@@ -5,8 +5,8 @@
 #include <cstring>
 
 #include "core/port_range.hpp"
-#include "pipeline/checksum.hpp"
-#include "pipeline/parsed_frame.hpp"
+#include "packet/checksum.hpp"
+#include "packet/parsed_frame.hpp"
 
 namespace portmux {
 

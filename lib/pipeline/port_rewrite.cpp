@@ -2,7 +2,7 @@
 #include "pipeline/port_rewrite.hpp"
 
 #include "core/port_range.hpp"
-#include "pipeline/checksum.hpp"
+#include "packet/checksum.hpp"
 
 namespace portmux {
 

@@ -3,7 +3,7 @@
 
 #include <cstdint>
 
-#include "pipeline/parsed_frame.hpp"
+#include "packet/parsed_frame.hpp"
 
 namespace portmux {
 

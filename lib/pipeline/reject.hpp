@@ -4,7 +4,7 @@
 #include <cstdint>
 
 #include "core/net_types.hpp"
-#include "pipeline/parsed_frame.hpp"
+#include "packet/parsed_frame.hpp"
 
 namespace portmux {
 

@@ -6,7 +6,7 @@
 #include <iterator>
 
 #include "core/port_range.hpp"
-#include "pipeline/checksum.hpp"
+#include "packet/checksum.hpp"
 #include "tables/lb_group.hpp"
 
 namespace portmux {

@@ -3,7 +3,7 @@
 
 #include <cstring>
 
-#include "pipeline/checksum.hpp"
+#include "packet/checksum.hpp"
 
 namespace portmux {
 namespace {

@@ -8,7 +8,7 @@
 
 #include "config/config.hpp"
 #include "core/result.hpp"
-#include "pipeline/parsed_frame.hpp"
+#include "packet/parsed_frame.hpp"
 
 struct rte_acl_ctx;
 

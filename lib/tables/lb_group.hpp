@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "pipeline/parsed_frame.hpp"
-#include "tables/port_owners.hpp"
+#include "core/owner_id.hpp"
+#include "packet/parsed_frame.hpp"
 
 namespace portmux {
 
@@ -16,7 +16,6 @@ namespace portmux {
 // first-level caches and keep the weighted shares within about 1% for groups of up to ~40 members (Maglev
 // wants M well above 100 x members); 65,537 would cost 128 KiB per group for precision few groups need.
 inline constexpr size_t kMaglevSize = 4093;
-inline constexpr uint8_t kMaxMemberWeight = 255;
 
 enum class MemberState : uint8_t {
     kActive,    // receives new flows (in the Maglev table) and keeps its existing ones

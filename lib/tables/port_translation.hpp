@@ -8,8 +8,8 @@
 #include <memory>
 #include <vector>
 
+#include "core/port_owners.hpp"
 #include "core/port_range.hpp"
-#include "tables/port_owners.hpp"
 
 namespace portmux {
 

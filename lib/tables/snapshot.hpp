@@ -9,11 +9,12 @@
 #include <vector>
 
 #include "config/config.hpp"
-#include "pipeline/shared_addresses.hpp"
-#include "pipeline/vxlan.hpp"
+#include "core/port_owners.hpp"
+#include "packet/shared_addresses.hpp"
+#include "packet/vxlan_tunnel.hpp"
 #include "tables/firewall.hpp"
 #include "tables/lb_group.hpp"
-#include "tables/port_owners.hpp"
+#include "tables/owner_target.hpp"
 #include "tables/port_translation.hpp"
 
 struct rte_rcu_qsbr;

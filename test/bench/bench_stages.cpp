@@ -30,6 +30,7 @@
 #include <rte_vect.h>
 
 #include "frame_builder.hpp"
+#include "core/port_owners.hpp"
 #include "pipeline/connection_table.hpp"
 #include "pipeline/ingress_decision.hpp"
 #include "pipeline/parse.hpp"
@@ -37,7 +38,7 @@
 #include "pipeline/vxlan.hpp"
 #include "tables/firewall.hpp"
 #include "tables/lb_group.hpp"
-#include "tables/port_owners.hpp"
+#include "tables/owner_target.hpp"
 
 using namespace portmux;
 using namespace portmux::test;

@@ -8,7 +8,7 @@
 #include <cstring>
 #include <vector>
 
-#include "pipeline/shared_addresses.hpp"
+#include "packet/shared_addresses.hpp"
 
 namespace portmux::test {
 

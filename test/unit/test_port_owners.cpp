@@ -8,7 +8,7 @@
 #include <memory>
 #include <random>
 
-#include "tables/port_owners.hpp"
+#include "core/port_owners.hpp"
 
 using namespace portmux;
 

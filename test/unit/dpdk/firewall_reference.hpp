@@ -9,7 +9,7 @@
 
 #include "config/config.hpp"
 #include "core/port_range.hpp"
-#include "pipeline/parsed_frame.hpp"
+#include "packet/parsed_frame.hpp"
 
 namespace portmux::test {
 

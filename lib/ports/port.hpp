@@ -6,8 +6,8 @@
 
 #include "config/config.hpp"
 #include "core/net_types.hpp"
+#include "core/owner_id.hpp"
 #include "core/port_index.hpp"
-#include "tables/port_owners.hpp"
 
 namespace portmux {
 

@@ -4,10 +4,9 @@
 #include <cstdint>
 #include <cstring>
 
-namespace portmux {
+#include "core/limits.hpp"
 
-// Extension: up to this many IPv4 addresses besides the first, each with its own range table.
-inline constexpr unsigned kMaxExtraSharedIps = 15;
+namespace portmux {
 
 struct SharedAddresses {
     uint32_t ip4 = 0;  // the first address; network byte order, as read from a header with memcpy

@@ -1,5 +1,5 @@
 // The range registry: per-protocol interval maps kept free of overlaps, and the direct table built from them.
-#include "tables/port_owners.hpp"
+#include "core/port_owners.hpp"
 
 #include <algorithm>
 #include <iterator>

@@ -8,42 +8,11 @@
 #include <optional>
 #include <vector>
 
-#include "core/limits.hpp"
 #include "core/net_types.hpp"
+#include "core/owner_id.hpp"
 #include "core/port_range.hpp"
 
 namespace portmux {
-
-// Dense owner identifiers in fixed blocks, so an id never changes while its owner exists and VMs or remotes
-// added at runtime never renumber anyone: 0 is "nobody", 1 the host, then kMaxVms VM slots (VM i is 2 + i),
-// then kMaxRemotes remote slots, then load-balanced groups (SwitchState assigns them); the data path only
-// ever indexes the snapshot's owner targets with them.
-using OwnerId = uint16_t;
-inline constexpr OwnerId kNoOwner = 0;
-inline constexpr OwnerId kHostOwner = 1;
-inline constexpr OwnerId kFirstVmOwner = 2;
-inline constexpr size_t kMaxOwners = 4096;
-inline constexpr OwnerId kFirstRemoteOwner = kFirstVmOwner + kMaxVms;
-inline constexpr OwnerId kFirstGroupOwner = kFirstRemoteOwner + kMaxRemotes;
-inline constexpr OwnerId vm_owner_id(size_t vm_index) { return static_cast<OwnerId>(kFirstVmOwner + vm_index); }
-inline constexpr OwnerId remote_owner_id(size_t slot) { return static_cast<OwnerId>(kFirstRemoteOwner + slot); }
-inline constexpr OwnerId group_owner_id(size_t g) { return static_cast<OwnerId>(kFirstGroupOwner + g); }
-inline constexpr bool is_vm_owner(OwnerId owner) { return owner >= kFirstVmOwner && owner < kFirstRemoteOwner; }
-inline constexpr size_t vm_index_of(OwnerId owner) { return owner - kFirstVmOwner; }
-static_assert(kFirstGroupOwner < kMaxOwners, "room for groups after the VMs and remotes");
-
-enum class OwnerKind : uint8_t { kNone, kHost, kVm, kRemote, kGroup };
-
-// What the data path needs to deliver to an owner.
-struct OwnerTarget {
-    OwnerKind kind = OwnerKind::kNone;
-    bool enabled = true;  // a disabled VM's packets are dropped and counted, never sent to the host
-    uint16_t port = 0;    // dense port index (see drivers/port_set.hpp), valid for kVm
-    MacAddr mac{};        // destination MAC written into frames for a VM; for kRemote the underlay next hop
-    uint32_t remote_ip = 0;    // kRemote: the outer destination (network byte order)
-    uint16_t remote_slot = 0;  // kRemote: index of its counters (WorkerCounters::add_remote)
-    uint16_t group = 0;        // kGroup: index into the snapshot's groups (see tables/lb_group.hpp)
-};
 
 // The direct-indexed lookup: 2 x 65,536 entries of 2 bytes (256 KiB), independent of how many ranges exist.
 struct PortOwnerTable {
