@@ -32,7 +32,8 @@ namespace portmux {
     X(vxlan_encapsulated, "frames sent out of the uplink in VXLAN to a remote VM")                       \
     X(vxlan_decapsulated, "VXLAN frames from a peer unwrapped (the inner frame is then counted as any)") \
     X(drop_vxlan, "dropped: VXLAN from a non-peer, wrong VNI, bad flags or truncated")                  \
-    X(drop_vxlan_loop, "dropped: a frame from VXLAN whose port is owned by a remote VM (no re-sending)") \
+    X(vxlan_resent, "frames from VXLAN for a range that has moved to another host, re-sent there once")    \
+    X(drop_vxlan_loop, "dropped: a frame re-sent over VXLAN once already whose range is remote again")     \
     X(drop_vxlan_too_big, "dropped: a frame for a remote VM that would exceed the uplink MTU in VXLAN") \
     X(lb_new_flows, "flows to a load-balanced group given a member (new, or their member became unusable)") \
     X(lb_flow_hits, "packets to a load-balanced group that found their flow in the connection table")   \

@@ -15,6 +15,10 @@ namespace portmux {
 inline constexpr uint32_t kVxlanOverhead = 50;
 inline constexpr uint32_t kVxlanHeaderLen = 8;
 inline constexpr uint8_t kVxlanFlagVni = 0x08;  // the I flag: the VNI field is valid
+// A reserved flag bit (RFC 7348: set to zero, ignored on receipt; free in VXLAN-GPE too) that portmux sets on
+// a frame it re-sends because the range it came for has moved on: the next host delivers it or drops it,
+// never sends it on again, so a stale location costs at most one extra hop and can never loop.
+inline constexpr uint8_t kVxlanFlagResent = 0x80;
 // RFC 7348 sec. 5 recommends the dynamic/private range for the entropy-carrying source port.
 inline constexpr uint16_t kVxlanSourcePortBase = 49152;
 

@@ -38,6 +38,7 @@ VxlanCheck check_vxlan(const uint8_t* data, uint32_t readable, const ParsedFrame
     check.accept = true;
     check.inner_offset = vxlan + kVxlanHeaderLen;
     check.inner_length = udp_length - kUdpLen - kVxlanHeaderLen;
+    check.resent = (header[0] & kVxlanFlagResent) != 0;
     return check;
 }
 
@@ -58,7 +59,8 @@ uint16_t vxlan_source_port(const ParsedFrame& inner) {
 }
 
 void write_vxlan_headers(uint8_t* out, const MacAddr& src_mac, const MacAddr& next_hop, uint32_t remote_ip_be,
-                         const VxlanSettings& settings, uint32_t inner_length, uint16_t source_port) {
+                         const VxlanSettings& settings, uint32_t inner_length, uint16_t source_port,
+                         bool resent) {
     // Ethernet
     std::memcpy(out, next_hop.bytes.data(), 6);
     std::memcpy(out + 6, src_mac.bytes.data(), 6);
@@ -86,7 +88,7 @@ void write_vxlan_headers(uint8_t* out, const MacAddr& src_mac, const MacAddr& ne
     wire::store16(udp + 6, 0);
     // VXLAN
     uint8_t* vx = udp + kUdpLen;
-    vx[0] = kVxlanFlagVni;
+    vx[0] = static_cast<uint8_t>(kVxlanFlagVni | (resent ? kVxlanFlagResent : 0));
     vx[1] = vx[2] = vx[3] = 0;
     vx[4] = static_cast<uint8_t>(settings.vni >> 16);
     vx[5] = static_cast<uint8_t>(settings.vni >> 8);

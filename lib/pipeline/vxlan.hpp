@@ -17,6 +17,7 @@ struct VxlanCheck {
     SwitchCounter drop_reason = SwitchCounter::drop_vxlan;  // meaningful when !accept
     uint32_t inner_offset = 0;  // from the start of the outer frame
     uint32_t inner_length = 0;  // the inner Ethernet frame (outer padding excluded)
+    bool resent = false;        // kVxlanFlagResent: the sender re-sent it; it must not travel further
 };
 
 // Checks a frame for which settings.is_tunnel_frame(outer) holds: from a peer, not fragmented, the I flag
@@ -30,8 +31,10 @@ uint16_t vxlan_source_port(const ParsedFrame& inner);
 
 // Writes the kVxlanOverhead bytes that go in front of an inner frame of `inner_length` bytes: outer
 // Ethernet from `src_mac` to `next_hop`, IPv4 local_ip -> `remote_ip` (DF, TTL 64, header checksum), UDP
-// `source_port` -> settings.port (checksum 0, as RFC 7348 allows over IPv4), VXLAN with the I flag and VNI.
+// `source_port` -> settings.port (checksum 0, as RFC 7348 allows over IPv4), VXLAN with the I flag and VNI,
+// and kVxlanFlagResent when `resent`.
 void write_vxlan_headers(uint8_t* out, const MacAddr& src_mac, const MacAddr& next_hop, uint32_t remote_ip_be,
-                         const VxlanSettings& settings, uint32_t inner_length, uint16_t source_port);
+                         const VxlanSettings& settings, uint32_t inner_length, uint16_t source_port,
+                         bool resent = false);
 
 }  // namespace portmux

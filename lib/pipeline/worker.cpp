@@ -167,7 +167,7 @@ void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
     rte_mbuf* fw_pkts[kBurstSize];
     uint16_t fw_index[kBurstSize];  // index into parsed[]
     bool fw_reassembled[kBurstSize];
-    bool fw_via_vxlan[kBurstSize];
+    Arrival fw_arrival[kBurstSize];
     uint8_t fw_address[kBurstSize];  // index of the shared address (range table) each frame is for
     uint16_t fw_count = 0;
     alignas(8) uint8_t scratch[kParseWindow];
@@ -181,11 +181,12 @@ void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
         new (&parsed[i]) ParsedFrame(parse(m, scratch));
         // A tunnel frame from a peer carries a frame that host's portmux sent here: it is switched as if it
         // had arrived on the uplink itself. One pointer test when no tunnel is configured.
-        bool via_vxlan = false;
+        Arrival arrival = Arrival::kUplink;
         if (snap.vxlan != nullptr && snap.vxlan->is_tunnel_frame(parsed[i])) {
-            m = decapsulate(*snap.vxlan, m, parsed[i]);
+            bool resent = false;
+            m = decapsulate(*snap.vxlan, m, parsed[i], resent);
             if (m == nullptr) continue;
-            via_vxlan = true;
+            arrival = resent ? Arrival::kTunnelResent : Arrival::kTunnel;
             new (&parsed[i]) ParsedFrame(parse(m, scratch));
         }
         UplinkPlan plan = plan_uplink_frame(parsed[i], snap.shared);
@@ -218,7 +219,7 @@ void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
                 fw_pkts[fw_count] = m;
                 fw_index[fw_count] = i;
                 fw_reassembled[fw_count] = reassembled;
-                fw_via_vxlan[fw_count] = via_vxlan;
+                fw_arrival[fw_count] = arrival;
                 ++fw_count;
                 break;
             }
@@ -255,11 +256,11 @@ void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
             drop(fw_pkts[k], SwitchCounter::drop_firewall);
             continue;
         }
-        deliver(snap, lb, fw_pkts[k], parsed[fw_index[k]], fw_address[k], fw_reassembled[k], fw_via_vxlan[k]);
+        deliver(snap, lb, fw_pkts[k], parsed[fw_index[k]], fw_address[k], fw_reassembled[k], fw_arrival[k]);
     }
 }
 
-rte_mbuf* Worker::decapsulate(const VxlanSettings& vxlan, rte_mbuf* m, const ParsedFrame& outer) {
+rte_mbuf* Worker::decapsulate(const VxlanSettings& vxlan, rte_mbuf* m, const ParsedFrame& outer, bool& resent) {
     // The outer headers must be in the first segment (they are, unless a driver splits at tiny sizes).
     VxlanCheck check = check_vxlan(rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m), outer, vxlan);
     if (!check.accept) {
@@ -271,10 +272,12 @@ rte_mbuf* Worker::decapsulate(const VxlanSettings& vxlan, rte_mbuf* m, const Par
     if (rte_pktmbuf_pkt_len(m) > check.inner_length)
         rte_pktmbuf_trim(m, static_cast<uint16_t>(rte_pktmbuf_pkt_len(m) - check.inner_length));
     count(SwitchCounter::vxlan_decapsulated);
+    resent = check.resent;
     return m;
 }
 
-void Worker::send_remote(const Snapshot& snap, const OwnerTarget& target, rte_mbuf* m, const ParsedFrame& parsed) {
+void Worker::send_remote(const Snapshot& snap, const OwnerTarget& target, rte_mbuf* m, const ParsedFrame& parsed,
+                         bool resent) {
     const uint32_t inner_length = rte_pktmbuf_pkt_len(m);
     // The outer IP packet is the inner frame plus 36 bytes (IPv4, UDP, VXLAN); it leaves with DF.
     if (snap.vxlan == nullptr || inner_length + kVxlanOverhead - sizeof(rte_ether_hdr) > shared_.mtu) {
@@ -298,14 +301,14 @@ void Worker::send_remote(const Snapshot& snap, const OwnerTarget& target, rte_mb
         m = head;
     }
     write_vxlan_headers(out, shared_.uplink_mac, target.mac, target.remote_ip, *snap.vxlan, inner_length,
-                        vxlan_source_port(parsed));
+                        vxlan_source_port(parsed), resent);
     count(SwitchCounter::vxlan_encapsulated);
     counters_->add_remote(target.remote_slot, rte_pktmbuf_pkt_len(m));
     send(kUplinkPortIndex, m);
 }
 
 void Worker::deliver(const Snapshot& snap, const LbContext* lb, rte_mbuf* m, const ParsedFrame& parsed,
-                     unsigned address, bool reassembled, bool via_vxlan) {
+                     unsigned address, bool reassembled, Arrival arrival) {
     DeliveryDecision decision = decide_delivery(parsed, *snap.table_at[address], snap.owners.data(), snap.unmatched, lb);
     if (decision.lb_event != LbEvent::kNone) count_lb(decision.lb_event);
     switch (decision.delivery) {
@@ -342,13 +345,15 @@ void Worker::deliver(const Snapshot& snap, const LbContext* lb, rte_mbuf* m, con
             break;
         case Delivery::kReject: reject(m, parsed); break;
         case Delivery::kRemote:
-            // Only this host's own uplink traffic is sent on: a frame that came through the tunnel and is
-            // for a remote again means the two hosts disagree about the owner, and must not loop.
-            if (via_vxlan) {
+            // A frame from the tunnel whose range has moved on (the sender's tables were older than ours, as
+            // during a move between hosts) goes once more, to the owner this host knows, marked so that the
+            // next host delivers or drops it: one extra hop at most, never a loop.
+            if (arrival == Arrival::kTunnelResent) {
                 drop(m, SwitchCounter::drop_vxlan_loop);
                 break;
             }
-            send_remote(snap, snap.owners[decision.owner], m, parsed);
+            if (arrival == Arrival::kTunnel) count(SwitchCounter::vxlan_resent);
+            send_remote(snap, snap.owners[decision.owner], m, parsed, arrival == Arrival::kTunnel);
             break;
     }
 }

@@ -119,12 +119,17 @@ private:
     rte_mbuf* reassemble(rte_mbuf* m, const ParsedFrame& parsed, uint64_t now);
     // `lb`: the burst's load-balancing context, null when the snapshot has no group. `address`: the index
     // of the frame's shared address (its range table), found once when the frame was planned.
+    // How a frame reached delivery: on the uplink itself, or out of a peer's tunnel (re-sent once already by
+    // a host it reached before its range moved, or not).
+    enum class Arrival : uint8_t { kUplink, kTunnel, kTunnelResent };
     void deliver(const Snapshot& snap, const LbContext* lb, rte_mbuf* m, const ParsedFrame& parsed, unsigned address,
-                 bool reassembled, bool via_vxlan);
-    // VXLAN (docs/remote-vms.md): unwraps a tunnel frame from a peer (nullptr: dropped and counted), and
-    // wraps a frame for a remote VM and queues it on the uplink.
-    rte_mbuf* decapsulate(const VxlanSettings& vxlan, rte_mbuf* m, const ParsedFrame& outer);
-    void send_remote(const Snapshot& snap, const OwnerTarget& target, rte_mbuf* m, const ParsedFrame& parsed);
+                 bool reassembled, Arrival arrival);
+    // VXLAN (docs/remote-vms.md): unwraps a tunnel frame from a peer (nullptr: dropped and counted; `resent`
+    // tells whether the sender re-sent it), and wraps a frame for a remote VM and queues it on the uplink,
+    // marked as re-sent when `resent`.
+    rte_mbuf* decapsulate(const VxlanSettings& vxlan, rte_mbuf* m, const ParsedFrame& outer, bool& resent);
+    void send_remote(const Snapshot& snap, const OwnerTarget& target, rte_mbuf* m, const ParsedFrame& parsed,
+                     bool resent = false);
     void flood(const Snapshot& snap, rte_mbuf* m);
     void reject(rte_mbuf* m, const ParsedFrame& parsed);
     void send_datagram(uint16_t port_index, rte_mbuf* m, const ParsedFrame& parsed, bool reassembled);

@@ -112,6 +112,27 @@ TEST_CASE("vxlan: encapsulation writes Ethernet, IPv4 with DF and checksum, UDP 
     CHECK(c.inner_length == inner.size());
 }
 
+TEST_CASE("vxlan: a re-sent frame carries the re-sent flag, which the receiving end reads back") {
+    const Bytes inner = inner_frame();
+    const ParsedFrame parsed = parse_frame(inner.data(), static_cast<uint32_t>(inner.size()), static_cast<uint32_t>(inner.size()));
+    VxlanSettings far = settings();
+    far.local_ip = be32_of(kRemoteHost);
+    far.peers = {be32_of(kLocalIp)};
+    for (bool resent : {false, true}) {
+        Bytes out(kVxlanOverhead);
+        write_vxlan_headers(out.data(), mac_of(kUplinkMac), mac_of(kNextHop), be32_of(kRemoteHost), settings(),
+                            static_cast<uint32_t>(inner.size()), vxlan_source_port(parsed), resent);
+        CHECK(out[14 + 20 + 8] == (resent ? 0x88 : 0x08));  // I flag, and the reserved top bit when re-sent
+        put(out, inner);
+        VxlanCheck c = check(out, far);
+        REQUIRE(c.accept);
+        CHECK(c.resent == resent);
+    }
+    // From the wire: only that bit counts, the other reserved bits are ignored.
+    CHECK(check(tunnel_frame(inner, kRemoteHost, 4242, 0x88)).resent);
+    CHECK_FALSE(check(tunnel_frame(inner, kRemoteHost, 4242, 0x7f)).resent);
+}
+
 TEST_CASE("vxlan: the outer source port follows the inner flow, the same for a flow and spread over flows") {
     std::set<uint16_t> ports;
     for (uint16_t sport = 40000; sport < 40064; ++sport) {

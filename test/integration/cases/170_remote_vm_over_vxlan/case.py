@@ -1,7 +1,8 @@
 # Remote VMs (extension): a port owned by a remote VM leaves the uplink in VXLAN to the remote's host and next
 # hop, the inner frame unchanged; VXLAN from a peer is unwrapped and switched like an uplink frame (here to a
-# local VM); VXLAN from a non-peer or with another VNI is dropped, an unwrapped frame for a remote is not sent
-# on again, and a frame that would not fit the uplink MTU once wrapped is dropped. All counted.
+# local VM); VXLAN from a non-peer or with another VNI is dropped; an unwrapped frame for a remote (its range
+# moved on: a stale location) is sent on once, marked re-sent, and a marked one that is for a remote again is
+# dropped, never looped; a frame that would not fit the uplink MTU once wrapped is dropped. All counted.
 from scapy.all import IP, TCP, UDP, Ether, Raw
 from scapy.layers.vxlan import VXLAN
 
@@ -24,8 +25,11 @@ CONFIG = {
 }
 
 
-def tunnel(inner, src=REMOTE_HOST, vni=VNI):
-    return from_wire(IP(src=src, dst=LOCAL_IP) / UDP(sport=51000, dport=4789) / VXLAN(flags=0x08, vni=vni) / inner)
+RESENT = 0x80  # the reserved flag bit portmux sets on a frame it re-sends (docs/remote-vms.md)
+
+
+def tunnel(inner, src=REMOTE_HOST, vni=VNI, flags=0x08):
+    return from_wire(IP(src=src, dst=LOCAL_IP) / UDP(sport=51000, dport=4789) / VXLAN(flags=flags, vni=vni) / inner)
 
 
 to_db_tcp = from_wire(IP(src=REMOTE_IP, dst=SHARED_IP) / TCP(sport=40000, dport=5432, flags="S"))
@@ -36,24 +40,28 @@ to_db_big = from_wire(IP(src=REMOTE_IP, dst=SHARED_IP) / UDP(sport=40002, dport=
 inner_web = from_wire(IP(src=REMOTE_IP, dst=SHARED_IP) / TCP(sport=40010, dport=80, flags="S"))
 inner_web2 = from_wire(IP(src=REMOTE_IP, dst=SHARED_IP) / TCP(sport=40011, dport=80, flags="S"))
 inner_stranger = from_wire(IP(src=REMOTE_IP, dst=SHARED_IP) / TCP(sport=40012, dport=80, flags="S"))
-inner_loop = from_wire(IP(src=REMOTE_IP, dst=SHARED_IP) / TCP(sport=40013, dport=5432, flags="S"))
+inner_stale = from_wire(IP(src=REMOTE_IP, dst=SHARED_IP) / TCP(sport=40013, dport=5432, flags="S"))
+inner_loop = from_wire(IP(src=REMOTE_IP, dst=SHARED_IP) / TCP(sport=40014, dport=5432, flags="S"))
+inner_web_resent = from_wire(IP(src=REMOTE_IP, dst=SHARED_IP) / TCP(sport=40015, dport=80, flags="S"))
 
 SEND = {"uplink": [to_db_tcp, to_db_udp, to_db_big,
                    tunnel(inner_web), tunnel(inner_web2, src=PEER),
                    tunnel(inner_stranger, src=STRANGER), tunnel(inner_stranger, vni=VNI + 1),
-                   tunnel(inner_loop)]}
-EXPECT = {"web": [with_dst(inner_web, vm_mac(1)), with_dst(inner_web2, vm_mac(1))]}
+                   tunnel(inner_stale), tunnel(inner_loop, flags=0x08 | RESENT),
+                   tunnel(inner_web_resent, src=PEER, flags=0x08 | RESENT)]}
+EXPECT = {"web": [with_dst(inner_web, vm_mac(1)), with_dst(inner_web2, vm_mac(1)),
+                  with_dst(inner_web_resent, vm_mac(1))]}
 FREE_PORTS = ["uplink"]
-EXPECT_STATS = {"rx_uplink": 8, "to_vm": 2, "to_host": 0, "vxlan_encapsulated": 2, "vxlan_decapsulated": 3,
-                "drop_vxlan": 2, "drop_vxlan_loop": 1, "drop_vxlan_too_big": 1}
+EXPECT_STATS = {"rx_uplink": 10, "to_vm": 3, "to_host": 0, "vxlan_encapsulated": 3, "vxlan_decapsulated": 5,
+                "drop_vxlan": 2, "vxlan_resent": 1, "drop_vxlan_loop": 1, "drop_vxlan_too_big": 1}
 
 
 def CHECK(outputs):
     sent = outputs.get("uplink", [])
-    if len(sent) != 2:
-        return "uplink: expected 2 VXLAN frames, got %d" % len(sent)
+    if len(sent) != 3:
+        return "uplink: expected 3 VXLAN frames, got %d" % len(sent)
     problems = []
-    for inner in (to_db_tcp, to_db_udp):
+    for inner, flags in ((to_db_tcp, 0x08), (to_db_udp, 0x08), (inner_stale, 0x08 | RESENT)):
         match = [p for p in sent if bytes(p)[50:] == bytes(inner)]
         if len(match) != 1:
             problems.append("no VXLAN frame carries %s unchanged" % inner.summary())
@@ -69,7 +77,8 @@ def CHECK(outputs):
             (ip.len == len(bytes(inner)) + 36, "outer IP length %d" % ip.len),
             (udp.dport == 4789 and 49152 <= udp.sport <= 65535 and udp.chksum == 0,
              "UDP %d -> %d checksum %#x" % (udp.sport, udp.dport, udp.chksum)),
-            (p[VXLAN].vni == VNI and int(p[VXLAN].flags) == 0x08, "VXLAN vni %d flags %#x" % (p[VXLAN].vni, int(p[VXLAN].flags))),
+            (p[VXLAN].vni == VNI and int(p[VXLAN].flags) == flags,
+             "VXLAN vni %d flags %#x (expected %#x)" % (p[VXLAN].vni, int(p[VXLAN].flags), flags)),
         ]
         for ok, what in checks:
             if not ok:
