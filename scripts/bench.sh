@@ -2,8 +2,9 @@
 # The benchmark suite in one command: set-up, a release build, the stage benchmark and the throughput
 # benchmark (parts a-e), the cycles benchmark beside DPDK's l3fwd (part f), then OUT/<timestamp>/results.json,
 # results.md and plots of range-count and firewall-rule scaling and of cycles per packet per variant.
+# Part i is the cluster's convergence (three hosts and a three-member etcd, test/cluster/bench_convergence.py).
 #
-# Usage: scripts/bench.sh [--out DIR] [--repeat N] [--quick] [--parts a,b,c,d,e,f] [--no-setup]
+# Usage: scripts/bench.sh [--out DIR] [--repeat N] [--quick] [--parts a,b,c,d,e,f,i] [--no-setup]
 #   --out DIR    where results go (default /tmp/portmux-bench); nothing is written inside the source tree
 #                except the release build directory build-bench/
 #   --repeat N   throughput runs per measurement (default 3); the stage benchmark does 21 runs, part f at least 5
@@ -16,7 +17,7 @@ ROOT="$(pwd)"
 OUT="/tmp/portmux-bench"
 REPEAT=3
 QUICK=0
-PARTS="a,b,c,d,e,f"
+PARTS="a,b,c,d,e,f,i"
 SETUP=1
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -101,19 +102,28 @@ if [ -n "$L3FWD" ]; then
   echo "bench: ${CYCLES_CMD[*]}"
   "${CYCLES_CMD[@]}" | tee "$RESULTS/cycles.txt" || echo "bench: part f reported errors (see above)" >&2
 fi
+CONVERGENCE_CMD=()
+if [[ ",$PARTS," == *",i,"* ]]; then
+  CONVERGENCE_CMD=(/usr/bin/python3 test/cluster/bench_convergence.py "$BUILD/app/portmux"
+                   --moves "$([ "$QUICK" = 1 ] && echo 10 || echo 200)" --json "$RESULTS/convergence.json")
+  echo "bench: ${CONVERGENCE_CMD[*]}"
+  "${CONVERGENCE_CMD[@]}" | tee "$RESULTS/convergence.txt" || echo "bench: part i did not complete (see above)" >&2
+fi
 
 # ---- results.json, results.md (targets met or not), plot data --------------------------------------------------
 /usr/bin/python3 - "$RESULTS" "${STAGES_CMD[*]}" "${THROUGHPUT_CMD[*]}" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
-  "${CYCLES_CMD[*]+"${CYCLES_CMD[*]}"}" <<'PY'
+  "${CYCLES_CMD[*]+"${CYCLES_CMD[*]}"}" "${CONVERGENCE_CMD[*]+"${CONVERGENCE_CMD[*]}"}" <<'PY'
 import json
 import os
 import sys
 
-results, stages_cmd, throughput_cmd, commit, cycles_cmd = sys.argv[1:6]
+results, stages_cmd, throughput_cmd, commit, cycles_cmd, convergence_cmd = sys.argv[1:7]
 stages = json.load(open(os.path.join(results, "stages.json")))
 tp = json.load(open(os.path.join(results, "throughput.json")))
 cycles_path = os.path.join(results, "cycles.json")
 cy = json.load(open(cycles_path)) if cycles_cmd and os.path.exists(cycles_path) else None
+convergence_path = os.path.join(results, "convergence.json")
+cv = json.load(open(convergence_path)) if convergence_cmd and os.path.exists(convergence_path) else None
 st = stages["stages"]
 
 
@@ -162,8 +172,15 @@ target("10,000 range changes per second under full load with zero unintended los
        "highest rate met with zero loss: %s/s; worst change latency %s ms" % (
            rate, "%.2f" % c["worst_latency_ms"] if c["worst_latency_ms"] is not None else "n/a"))
 
+p99 = cv["p99_ms"] if cv else None
+target("cluster convergence, 3 hosts: p99 from the etcd commit to applied on every host < 200 ms", p99,
+       p99 is not None and p99 < 200,
+       "p50 %.1f / p99 %.1f / max %.1f ms over %d moves" % (cv["p50_ms"], cv["p99_ms"], cv["max_ms"], cv["moves"])
+       if cv else "not measured")
+
 combined = {"commit": commit, "stages_command": stages_cmd, "throughput_command": throughput_cmd,
-            "cycles_command": cycles_cmd or None, "stages": stages, "throughput": tp, "cycles": cy,
+            "cycles_command": cycles_cmd or None,
+            "convergence_command": convergence_cmd or None, "convergence": cv, "stages": stages, "throughput": tp, "cycles": cy,
             "targets": targets}
 json.dump(combined, open(os.path.join(results, "results.json"), "w"), indent=2)
 
@@ -212,6 +229,10 @@ with open(os.path.join(results, "results.md"), "w") as f:
         f.write("\n")
         for traffic, ratios in cy["ratios"].items():
             f.write("%s: %s\n\n" % (traffic, ", ".join("%s %.2fx" % kv for kv in ratios.items())))
+    if cv:
+        f.write("## Cluster convergence (part i)\n\n`%s`\n\np50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms over "
+                "%d moves between hosts (3 hosts, 3-member etcd)\n\n" % (convergence_cmd, cv["p50_ms"], cv["p90_ms"],
+                                                                      cv["p99_ms"], cv["max_ms"], cv["moves"]))
     f.write("Plots: ranges.png (range-count scaling), firewall.png (firewall-rule scaling)%s.\n" % (
         ", cycles.png (cycles per packet per variant)" if cy else ""))
 for t in targets:

@@ -8,10 +8,11 @@ process start-up is timed); the clock starts when the transaction returns (commi
 /portmux/lookup of that port on every host shows the new target (polled in turn, every host per round).
 Prints p50, p90, p99 and the maximum in milliseconds.
 
-Usage: bench_convergence.py PORTMUX_BINARY [--moves N]   (root; exit 77 when it cannot run)
+Usage: bench_convergence.py PORTMUX_BINARY [--moves N] [--json FILE]   (root; exit 77 when it cannot run)
 """
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -40,6 +41,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("portmux")
     p.add_argument("--moves", type=int, default=200)
+    p.add_argument("--json", help="also write the figures (milliseconds) to FILE")
     args = p.parse_args()
     topo.check_prerequisites(args.portmux)
     t = topo.Topology(args.portmux)
@@ -70,6 +72,11 @@ def main():
         print("convergence over %d moves, 3 hosts: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms"
               % (len(samples), percentile(samples, 50), percentile(samples, 90), percentile(samples, 99),
                  samples[-1]))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"moves": len(samples), "hosts": 3, "p50_ms": percentile(samples, 50),
+                           "p90_ms": percentile(samples, 90), "p99_ms": percentile(samples, 99),
+                           "max_ms": samples[-1]}, f, indent=2)
         return 0
     except (AssertionError, RuntimeError) as e:
         print("FAIL: %s" % e)
