@@ -46,6 +46,19 @@ def mac_bytes(text):
     return bytes(int(x, 16) for x in text.split(":"))
 
 
+def l4_segment(proto, sport, dport, payload, pseudo_header):
+    """A TCP (ACK) or UDP segment with `payload` zero bytes, its checksum over `pseudo_header(length)`."""
+    body = bytes(payload)
+    if proto == 6:
+        l4 = struct.pack("!HHIIBBHHH", sport, dport, 1, 1, 0x50, 0x10, 65535, 0, 0) + body
+        csum_at = 16
+    else:
+        l4 = struct.pack("!HHHH", sport, dport, 8 + payload, 0) + body
+        csum_at = 6
+    c = checksum(pseudo_header(len(l4)) + l4) or 0xffff
+    return l4[:csum_at] + struct.pack("!H", c) + l4[csum_at + 2:]
+
+
 def frame(proto, sport, dport, src_ip, size):
     """An Ethernet/IPv4/TCP-or-UDP frame of `size` bytes on the wire (FCS included, so size - 4 in the pcap)."""
     l4_len = 20 if proto == 6 else 8
@@ -55,16 +68,7 @@ def frame(proto, sport, dport, src_ip, size):
     total = 20 + l4_len + payload
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 0x1234, 0, 64, proto, 0, src, dst)
     ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
-    body = bytes(payload)
-    if proto == 6:
-        l4 = struct.pack("!HHIIBBHHH", sport, dport, 1, 1, 0x50, 0x10, 65535, 0, 0) + body
-        csum_at = 16
-    else:
-        l4 = struct.pack("!HHHH", sport, dport, 8 + payload, 0) + body
-        csum_at = 6
-    pseudo = src + dst + struct.pack("!BBH", 0, proto, len(l4))
-    c = checksum(pseudo + l4) or 0xffff
-    l4 = l4[:csum_at] + struct.pack("!H", c) + l4[csum_at + 2:]
+    l4 = l4_segment(proto, sport, dport, payload, lambda n: src + dst + struct.pack("!BBH", 0, proto, n))
     eth = mac_bytes(UPLINK_MAC) + mac_bytes(PEER_MAC) + struct.pack("!H", 0x0800)
     return eth + ip + l4
 
@@ -75,16 +79,7 @@ def frame6(proto, sport, dport, src_ip6, size):
     payload = max(0, size - 4 - 14 - 40 - l4_len)
     src = bytes(src_ip6)
     dst = socket.inet_pton(socket.AF_INET6, SHARED_IP6)
-    body = bytes(payload)
-    if proto == 6:
-        l4 = struct.pack("!HHIIBBHHH", sport, dport, 1, 1, 0x50, 0x10, 65535, 0, 0) + body
-        csum_at = 16
-    else:
-        l4 = struct.pack("!HHHH", sport, dport, 8 + payload, 0) + body
-        csum_at = 6
-    pseudo = src + dst + struct.pack("!IxxxB", len(l4), proto)
-    c = checksum(pseudo + l4) or 0xffff
-    l4 = l4[:csum_at] + struct.pack("!H", c) + l4[csum_at + 2:]
+    l4 = l4_segment(proto, sport, dport, payload, lambda n: src + dst + struct.pack("!IxxxB", n, proto))
     ip6 = struct.pack("!IHBB16s16s", 6 << 28, len(l4), proto, 64, src, dst)
     eth = mac_bytes(UPLINK_MAC) + mac_bytes(PEER_MAC) + struct.pack("!H", 0x86DD)
     return eth + ip6 + l4
