@@ -381,11 +381,12 @@ def main():
     if largest in out["ratios_vs_8"] and largest != str(REFERENCE):
         r = out["ratios_vs_8"][largest]
         out["target"].update({"ratio": r, "met": r <= TARGET_RATIO})
-    if ref and largest in result and int(largest) > REFERENCE:
-        big = result[largest]["memory_kib"]
-        out["memory_per_vm_kib"] = {"from": REFERENCE, "to": int(largest),
-                                    **{k: (big[k] - ref["memory_kib"][k]) / (int(largest) - REFERENCE)
-                                       for k in big if k in ref["memory_kib"]}}
+    # Per VM: from 8 VMs to the largest count (from the smallest count when 8 is the largest).
+    base = str(REFERENCE) if ref and int(largest) > REFERENCE else min(result, key=int, default=None)
+    if base is not None and largest in result and int(largest) > int(base):
+        big, small = result[largest]["memory_kib"], result[base]["memory_kib"]
+        out["memory_per_vm_kib"] = {"from": int(base), "to": int(largest),
+                                    **{k: (big[k] - small[k]) / (int(largest) - int(base)) for k in big if k in small}}
     if largest in result:
         out["startup"] = {"vms": int(largest), "listed_s": result[largest]["startup_listed_s"],
                           "links_up_s": result[largest]["startup_links_up_s"],
