@@ -165,8 +165,10 @@ for traffic, label in (("a", "part a's frames"), ("imix", "IMIX")):
 for size in ("64", "1518"):
     ratio_target("vhost-user %s B: portmux >= 2.0x OVS-DPDK" % size, tp["vhost"][size]["ratio_ovs"], 2.0)
 # Part g: polling 1,024 connected VMs must not make the uplink's packets dearer (cycles per packet, 1,024 over 8).
-ratio_target("1,024 VMs connected: uplink cost <= 1.10x of 8 VMs (cycles per packet, part g)",
+ratio_target("1,024 VMs connected: uplink cost <= 1.10x of 8 VMs (cycles per packet to 4 VMs, part g)",
              (vs or {}).get("ratios_vs_8", {}).get("1024"), 1.10, above=False)
+ratio_target("1,024 VMs connected: uplink cost <= 1.10x of 8 VMs (cycles per packet to the host port, part g)",
+             (vs or {}).get("ratios_host_bound_vs_8", {}).get("1024"), 1.10, above=False)
 # Part h: packets the 8 VMs receive per CPU second of the forwarding core, portmux over OVS-DPDK.
 ratio_target("PVP 8 VMs: portmux >= 2.0x OVS-DPDK per forwarding-core CPU second (part h)",
              (pvp or {}).get("ratios", {}).get("portmux/ovs_dpdk"), 2.0)
@@ -256,6 +258,14 @@ with open(os.path.join(results, "results.md"), "w") as f:
                 s["cycles_per_delivered"], 100 * s["delivered_share"], s["mpps_per_cpu_s"], s["wall_mpps"],
                 m.get("VmRSS", 0) / 1024, m.get("own_hugepages", 0) / 1024, s["startup_listed_s"],
                 s["startup_links_up_s"]))
+        f.write("\nThe same starts with every frame to the host port (`net_null`), every guest connected and idle:\n\n"
+                "| VMs | TSC cycles per uplink packet (median, min-max) | of 8 VMs | Mpps per CPU s | wall Mpps |\n"
+                "| --- | ---: | ---: | ---: | ---: |\n")
+        for n, s in vs["counts"].items():
+            h = s["host_bound"]
+            f.write("| %s | %.1f (%.1f-%.1f) | %.2fx | %.2f | %.2f |\n" % (
+                n, h["median"], h["min"], h["max"], vs["ratios_host_bound_vs_8"].get(n, float("nan")),
+                h["mpps_per_cpu_s"], h["wall_mpps"]))
         if vs["memory_per_vm_kib"]:
             m = vs["memory_per_vm_kib"]
             f.write("\nMemory per VM (%d to %d VMs): VmRSS %.1f KiB, RssAnon %.1f KiB, own hugepages %.1f KiB.\n" % (

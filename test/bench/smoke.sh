@@ -110,7 +110,8 @@ for traffic in ("a", "imix"):
     need(cycles, "ratios/%s/portmux_0_rules/l3fwd_lpm" % traffic, number=True)
     need(cycles, "ratios/%s/portmux_1000_rules/l3fwd_acl" % traffic, number=True)
 
-for key in ("tsc_hz", "repeat", "vhost_mode", "counts", "ratios_vs_8", "ratios_delivered_vs_8", "target",
+for key in ("tsc_hz", "repeat", "vhost_mode", "counts", "ratios_vs_8", "ratios_delivered_vs_8",
+            "ratios_host_bound_vs_8", "target",
             "memory_per_vm_kib", "startup", "load", "skipped", "errors", "warnings"):
     need(vm_scale, key)
 if not vm_scale.get("skipped"):
@@ -121,6 +122,9 @@ if not vm_scale.get("skipped"):
         for key in ("VmRSS", "RssAnon", "own_hugepages"):
             need(vm_scale, "counts/%s/memory_kib/%s" % (n, key), number=True)
         need(vm_scale, "ratios_vs_8/%s" % n, number=True)
+        need(vm_scale, "ratios_host_bound_vs_8/%s" % n, number=True)
+        for key in ("median", "min", "max", "mpps_per_cpu_s", "wall_mpps", "forwarded_share"):
+            need(vm_scale, "counts/%s/host_bound/%s" % (n, key), number=True)
         if vm_scale.get("counts", {}).get(n, {}).get("connected") != int(n):
             missing.append("vm_scale counts/%s: not every VM connected" % n)
     for key in ("from", "to", "VmRSS", "own_hugepages"):
