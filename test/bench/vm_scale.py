@@ -2,8 +2,9 @@
 """Part g of the benchmark: what the uplink costs per packet as the number of connected VMs grows, what a VM
 costs in memory, and how long portmux takes to start with many VMs.
 
-For each count (1, 8, 64, 256, 1,024) portmux is started with that many vhost-user VMs in server mode, and
-every VM gets a guest: a net_virtio_user port of a dpdk-testpmd consumer. Debian's DPDK allows 32 ports per
+For each count (1, 8, 64, 256, 1,024) portmux is started with that many vhost-user VMs, and every VM gets a
+guest: a net_virtio_user port of a dpdk-testpmd consumer (but the 1,024th: see FDSET_ENTRIES). portmux is
+the vhost-user client (--vhost-mode client, the default) and the guests listen (server=1). Debian's DPDK allows 32 ports per
 process, so the guests are spread over many consumers of 30 ports each; those consumers run interactive
 (`-i`) with forwarding stopped, their rings posted and idle, and cost no CPU. Traffic goes to 4 VMs (fewer
 when there are fewer), spread over the VM table, which own the ports the pcap hits (1024-65535 in 4 blocks);
