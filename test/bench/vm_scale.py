@@ -57,8 +57,9 @@ HOT_VIRTIO = "queues=1,queue_size=1024,packed_vq=0,in_order=1,mrg_rxbuf=0"  # as
 IDLE_VIRTIO = "queues=1,queue_size=64"
 HUGEDIR = "/dev/hugepages"
 # DPDK 22.11's vhost library watches every vhost-user socket of a process in one fdset of 1,024 entries, one
-# of which is its own wake-up pipe: 1,023 connections at most, and a server-mode VM holds two entries once
-# connected (the listening socket and the connection). The VMs beyond are configured and left unconnected.
+# of which is its own wake-up pipe: 1,023 connections at most, and a server-mode VM holds an entry for its
+# listening socket besides its connection (N server-mode VMs: 1,023 - N connections; from 1,023 of them the
+# sockets cannot all listen). The VMs beyond are configured and left unconnected.
 FDSET_ENTRIES = 1023
 
 
@@ -232,7 +233,8 @@ def one_run(n, pcap, binary, work, prefix, tsc_hz, warmup, interval, timeout, mo
             memory_unconnected = status_kib(proc.pid)
             guest_start = time.monotonic()
             hot_ports = [(vms[i]["vhost"], vms[i]["mac"]) for i in hot]
-            connectable = FDSET_ENTRIES if mode == "client" else FDSET_ENTRIES // 2
+            # Server mode: every VM's listening socket holds an entry, connected or not.
+            connectable = FDSET_ENTRIES if mode == "client" else FDSET_ENTRIES - n
             cold = [i for i in range(n) if i not in hot][:max(0, connectable - len(hot))]
             connected = len(hot) + len(cold)
             consumers.append(Consumer("%s-hot" % prefix, hot_ports, work, busy=True, listen=mode == "client"))
@@ -346,7 +348,7 @@ def main():
     p.add_argument("--tsc-hz", type=float, default=0.0)
     p.add_argument("--timeout", type=float, default=180.0, help="seconds for one start with every link up")
     p.add_argument("--vhost-mode", choices=["client", "server"], default="client",
-                   help="portmux's side of the sockets (server: at most 511 VMs connect, see FDSET_ENTRIES)")
+                   help="portmux's side of the sockets (server: 1,023 - N of N VMs connect, see FDSET_ENTRIES)")
     p.add_argument("--json")
     args = p.parse_args()
     try:
