@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The benchmark suite in one command: set-up, a release build, the stage benchmark and the throughput
-# benchmark (parts a-e), the cycles benchmark beside DPDK's l3fwd (part f), then OUT/<timestamp>/results.json,
-# results.md and plots of range-count and firewall-rule scaling and of cycles per packet per variant.
-# Part i is the cluster's convergence (three hosts and a three-member etcd, test/cluster/bench_convergence.py).
+# benchmark (parts a-e), the cycles benchmark beside DPDK's l3fwd (part f), the uplink's cost against the
+# number of connected VMs (part g), PVP with 8 VMs beside OVS-DPDK (part h) and the cluster's convergence
+# (part i: three hosts and a three-member etcd), then OUT/<timestamp>/results.json, results.md and plots of
+# range-count and firewall-rule scaling and of cycles per packet per variant.
 #
-# Usage: scripts/bench.sh [--out DIR] [--repeat N] [--quick] [--parts a,b,c,d,e,f,i] [--no-setup]
+# Usage: scripts/bench.sh [--out DIR] [--repeat N] [--quick] [--parts a,b,c,d,e,f,g,h,i] [--no-setup]
 #   --out DIR    where results go (default /tmp/portmux-bench); nothing is written inside the source tree
 #                except the release build directory build-bench/
 #   --repeat N   throughput runs per measurement (default 3); the stage benchmark does 21 runs, part f at least 5
@@ -17,7 +18,7 @@ ROOT="$(pwd)"
 OUT="/tmp/portmux-bench"
 REPEAT=3
 QUICK=0
-PARTS="a,b,c,d,e,f,i"
+PARTS="a,b,c,d,e,f,g,h,i"
 SETUP=1
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -26,7 +27,7 @@ while [ $# -gt 0 ]; do
     --quick) QUICK=1; shift ;;
     --parts) PARTS="$2"; shift 2 ;;
     --no-setup) SETUP=0; shift ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -93,9 +94,9 @@ echo "bench: ${STAGES_CMD[*]}"
 "${STAGES_CMD[@]}" | tee "$RESULTS/stages.txt"
 echo "bench: ${THROUGHPUT_CMD[*]}"
 "${THROUGHPUT_CMD[@]}" | tee "$RESULTS/throughput.txt"
+tsc_hz="$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["tsc_hz"])' "$RESULTS/stages.json")"
 CYCLES_CMD=()
 if [ -n "$L3FWD" ]; then
-  tsc_hz="$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["tsc_hz"])' "$RESULTS/stages.json")"
   CYCLES_CMD=(/usr/bin/python3 test/bench/cycles.py --portmux "$BUILD/app/portmux" --l3fwd "$L3FWD"
               --work "$RESULTS/cycles" --repeat "$(( REPEAT > 5 ? REPEAT : 5 ))" --tsc-hz "$tsc_hz"
               "${quick[@]+"${quick[@]}"}" --json "$RESULTS/cycles.json")
@@ -109,21 +110,41 @@ if [[ ",$PARTS," == *",i,"* ]]; then
   echo "bench: ${CONVERGENCE_CMD[*]}"
   "${CONVERGENCE_CMD[@]}" | tee "$RESULTS/convergence.txt" || echo "bench: part i did not complete (see above)" >&2
 fi
+# Parts g and h: vhost-user VMs with dpdk-testpmd guests (1 to 1,024 of them; 8 beside OVS-DPDK).
+VMSCALE_CMD=()
+if [[ ",$PARTS," == *",g,"* ]]; then
+  VMSCALE_CMD=(/usr/bin/python3 test/bench/vm_scale.py --portmux "$BUILD/app/portmux" --work "$RESULTS/vm_scale"
+               --repeat "$REPEAT" --tsc-hz "$tsc_hz" "${quick[@]+"${quick[@]}"}" --json "$RESULTS/vm_scale.json")
+  echo "bench: ${VMSCALE_CMD[*]}"
+  "${VMSCALE_CMD[@]}" | tee "$RESULTS/vm_scale.txt" || echo "bench: part g reported errors (see above)" >&2
+fi
+PVP_CMD=()
+if [[ ",$PARTS," == *",h,"* ]]; then
+  PVP_CMD=(/usr/bin/python3 test/bench/pvp_multi.py --portmux "$BUILD/app/portmux" --work "$RESULTS/pvp_multi"
+           --repeat "$REPEAT" "${quick[@]+"${quick[@]}"}" --json "$RESULTS/pvp_multi.json")
+  echo "bench: ${PVP_CMD[*]}"
+  "${PVP_CMD[@]}" | tee "$RESULTS/pvp_multi.txt" || echo "bench: part h reported errors (see above)" >&2
+fi
 
 # ---- results.json, results.md (targets met or not), plot data --------------------------------------------------
 /usr/bin/python3 - "$RESULTS" "${STAGES_CMD[*]}" "${THROUGHPUT_CMD[*]}" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
-  "${CYCLES_CMD[*]+"${CYCLES_CMD[*]}"}" "${CONVERGENCE_CMD[*]+"${CONVERGENCE_CMD[*]}"}" <<'PY'
+  "${CYCLES_CMD[*]+"${CYCLES_CMD[*]}"}" "${CONVERGENCE_CMD[*]+"${CONVERGENCE_CMD[*]}"}" \
+  "${VMSCALE_CMD[*]+"${VMSCALE_CMD[*]}"}" "${PVP_CMD[*]+"${PVP_CMD[*]}"}" <<'PY'
 import json
 import os
 import sys
 
-results, stages_cmd, throughput_cmd, commit, cycles_cmd, convergence_cmd = sys.argv[1:7]
+results, stages_cmd, throughput_cmd, commit, cycles_cmd, convergence_cmd, vmscale_cmd, pvp_cmd = sys.argv[1:9]
 stages = json.load(open(os.path.join(results, "stages.json")))
 tp = json.load(open(os.path.join(results, "throughput.json")))
 cycles_path = os.path.join(results, "cycles.json")
 cy = json.load(open(cycles_path)) if cycles_cmd and os.path.exists(cycles_path) else None
 convergence_path = os.path.join(results, "convergence.json")
 cv = json.load(open(convergence_path)) if convergence_cmd and os.path.exists(convergence_path) else None
+vm_scale_path = os.path.join(results, "vm_scale.json")
+vs = json.load(open(vm_scale_path)) if vmscale_cmd and os.path.exists(vm_scale_path) else None
+pvp_path = os.path.join(results, "pvp_multi.json")
+pvp = json.load(open(pvp_path)) if pvp_cmd and os.path.exists(pvp_path) else None
 st = stages["stages"]
 
 
@@ -153,6 +174,14 @@ for traffic, label in (("a", "part a's frames"), ("imix", "IMIX")):
                  ratios.get("portmux_1000_rules/l3fwd_acl"), 0.85, above=False)
 for size in ("64", "1518"):
     ratio_target("vhost-user %s B: portmux >= 2.0x OVS-DPDK" % size, tp["vhost"][size]["ratio_ovs"], 2.0)
+# Part g: polling 1,024 connected VMs must not make the uplink's packets dearer (cycles per packet, 1,024 over 8).
+ratio_target("1,024 VMs connected: uplink cost <= 1.10x of 8 VMs (cycles per packet to 4 VMs, part g)",
+             (vs or {}).get("ratios_vs_8", {}).get("1024"), 1.10, above=False)
+ratio_target("1,024 VMs connected: uplink cost <= 1.10x of 8 VMs (cycles per packet to the host port, part g)",
+             (vs or {}).get("ratios_host_bound_vs_8", {}).get("1024"), 1.10, above=False)
+# Part h: packets the 8 VMs receive per CPU second of the forwarding core, portmux over OVS-DPDK.
+ratio_target("PVP 8 VMs: portmux >= 2.0x OVS-DPDK per forwarding-core CPU second (part h)",
+             (pvp or {}).get("ratios", {}).get("portmux/ovs_dpdk"), 2.0)
 lookups = [med(st["range_lookup"][n]["portmux"]) for n in ("1", "1000", "65536")]
 flat = max(lookups) / min(lookups)
 target("range lookup flat from 1 to 65,536 ranges (max/min of medians <= 1.2)", flat, flat <= 1.2,
@@ -179,8 +208,9 @@ target("cluster convergence, 3 hosts: p99 from the etcd commit to applied on eve
        if cv else "not measured")
 
 combined = {"commit": commit, "stages_command": stages_cmd, "throughput_command": throughput_cmd,
-            "cycles_command": cycles_cmd or None,
-            "convergence_command": convergence_cmd or None, "convergence": cv, "stages": stages, "throughput": tp, "cycles": cy,
+            "cycles_command": cycles_cmd or None, "vm_scale_command": vmscale_cmd or None,
+            "pvp_multi_command": pvp_cmd or None, "convergence_command": convergence_cmd or None,
+            "stages": stages, "throughput": tp, "cycles": cy, "vm_scale": vs, "pvp_multi": pvp, "convergence": cv,
             "targets": targets}
 json.dump(combined, open(os.path.join(results, "results.json"), "w"), indent=2)
 
@@ -211,8 +241,8 @@ tp_txt = open(os.path.join(results, "throughput.txt")).read()
 with open(os.path.join(results, "results.md"), "w") as f:
     f.write("# portmux benchmark results\n\n")
     f.write("Date: %s, commit %s, %s (%d CPUs), DPDK %s.\n\n" % (tp["date"], commit, tp["cpu_model"], tp["cpus"], tp["dpdk"]))
-    f.write("Commands:\n\n```\n%s\n%s\n%s```\n\n" % (stages_cmd, throughput_cmd,
-                                                      cycles_cmd + "\n" if cycles_cmd else ""))
+    f.write("Commands:\n\n```\n%s\n%s\n%s```\n\n" % (stages_cmd, throughput_cmd, "".join(
+        c + "\n" for c in (cycles_cmd, vmscale_cmd, pvp_cmd) if c)))
     f.write("## Targets\n\n| target | met | measured |\n| --- | --- | --- |\n")
     for t in targets:
         met = "n/a" if t["met"] is None else ("yes" if t["met"] else "**no**")
@@ -229,6 +259,49 @@ with open(os.path.join(results, "results.md"), "w") as f:
         f.write("\n")
         for traffic, ratios in cy["ratios"].items():
             f.write("%s: %s\n\n" % (traffic, ", ".join("%s %.2fx" % kv for kv in ratios.items())))
+    if vs:
+        f.write("## Uplink cost against connected VMs (part g)\n\n")
+        if vs["skipped"]:
+            f.write("Skipped: %s\n\n" % vs["skipped"])
+        f.write("| VMs (connected) | TSC cycles per uplink packet (median, min-max) | of 8 VMs | cycles per "
+                "delivered | delivered | Mpps per CPU s | wall Mpps | VmRSS MiB | own hugepages MiB | "
+                "listed after s | links up after s |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+                "| ---: | ---: |\n")
+        for n, s in vs["counts"].items():
+            m = s["memory_kib"]
+            f.write("| %s (%d) | %.1f (%.1f-%.1f) | %.2fx | %.1f | %.0f %% | %.2f | %.2f | %.0f | %.0f | %.1f | %.1f |\n" % (
+                n, s["connected"], s["median"], s["min"], s["max"], vs["ratios_vs_8"].get(n, float("nan")),
+                s["cycles_per_delivered"], 100 * s["delivered_share"], s["mpps_per_cpu_s"], s["wall_mpps"],
+                m.get("VmRSS", 0) / 1024, m.get("own_hugepages", 0) / 1024, s["startup_listed_s"],
+                s["startup_links_up_s"]))
+        f.write("\nThe same starts with every frame to the host port (`net_null`), every guest connected and idle:\n\n"
+                "| VMs | TSC cycles per uplink packet (median, min-max) | of 8 VMs | Mpps per CPU s | wall Mpps |\n"
+                "| --- | ---: | ---: | ---: | ---: |\n")
+        for n, s in vs["counts"].items():
+            h = s["host_bound"]
+            f.write("| %s | %.1f (%.1f-%.1f) | %.2fx | %.2f | %.2f |\n" % (
+                n, h["median"], h["min"], h["max"], vs["ratios_host_bound_vs_8"].get(n, float("nan")),
+                h["mpps_per_cpu_s"], h["wall_mpps"]))
+        if vs["memory_per_vm_kib"]:
+            m = vs["memory_per_vm_kib"]
+            f.write("\nMemory per VM (%d to %d VMs): VmRSS %.1f KiB, RssAnon %.1f KiB, own hugepages %.1f KiB.\n" % (
+                m["from"], m["to"], m.get("VmRSS", 0), m.get("RssAnon", 0), m.get("own_hugepages", 0)))
+        for line in vs["errors"] + vs["warnings"]:
+            f.write("\n- %s" % line)
+        f.write("\n\n")
+    if pvp:
+        f.write("## PVP with 8 VMs (part h)\n\n")
+        if pvp["skipped"]:
+            f.write("Skipped: %s\n\n" % pvp["skipped"])
+        f.write("| switch | Mpps received per forwarding-core CPU s (median, min-max) | wall Mpps | forwarding core "
+                "CPU share | VM side CPU share |\n| --- | ---: | ---: | ---: | ---: |\n")
+        for name, s in pvp["switches"].items():
+            f.write("| %s | %.2f (%.2f-%.2f) | %.2f | %.0f %% | %.0f %% |\n" % (
+                name, s["median"], s["min"], s["max"], s["wall_mpps"], 100 * s["cpu_share"],
+                100 * s["vm_side_cpu_share"]))
+        f.write("\n%s\n\n" % ", ".join("%s %.2fx" % (k, v) for k, v in pvp["ratios"].items() if v is not None))
+        for line in pvp["errors"] + pvp["warnings"]:
+            f.write("- %s\n" % line)
     if cv:
         f.write("## Cluster convergence (part i)\n\n`%s`\n\np50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms over "
                 "%d moves between hosts (3 hosts, 3-member etcd)\n\n" % (convergence_cmd, cv["p50_ms"], cv["p90_ms"],

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Smoke run of the benchmarks (--quick): stages, throughput and the cycles benchmark beside l3fwd must complete
-# and write JSON with every expected key. No timing is judged here.
+# Smoke run of the benchmarks (--quick): stages, throughput, the cycles benchmark beside l3fwd, the VM-scale
+# benchmark (1 and 8 connected VMs) and PVP with 8 VMs must complete and write JSON with every expected key.
+# No timing is judged here.
 # Usage: smoke.sh BENCH_STAGES PORTMUX BENCH_THROUGHPUT_SH L3FWD_BUILD_DIR
 set -euo pipefail
 
@@ -22,14 +23,22 @@ bash "$THROUGHPUT" --portmux "$PORTMUX" --quick --json "$OUT/throughput.json" > 
 L3FWD="$(bash "$BENCH_DIR/build_l3fwd.sh" "$L3FWD_DIR")"
 /usr/bin/python3 "$BENCH_DIR/cycles.py" --portmux "$PORTMUX" --l3fwd "$L3FWD" --work "$OUT/cycles" --quick \
   --json "$OUT/cycles.json" > "$OUT/cycles.txt" || { cat "$OUT/cycles.txt"; exit 1; }
+# Parts g and h: vhost-user VMs with dpdk-testpmd guests (each skips with its reason, keeping its keys).
+/usr/bin/python3 "$BENCH_DIR/vm_scale.py" --portmux "$PORTMUX" --work "$OUT/vm_scale" --quick \
+  --json "$OUT/vm_scale.json" > "$OUT/vm_scale.txt" || { cat "$OUT/vm_scale.txt"; exit 1; }
+/usr/bin/python3 "$BENCH_DIR/pvp_multi.py" --portmux "$PORTMUX" --work "$OUT/pvp_multi" --quick \
+  --json "$OUT/pvp_multi.json" > "$OUT/pvp_multi.txt" || { cat "$OUT/pvp_multi.txt"; exit 1; }
 
-/usr/bin/python3 - "$OUT/stages.json" "$OUT/throughput.json" "$OUT/cycles.json" <<'PY'
+/usr/bin/python3 - "$OUT/stages.json" "$OUT/throughput.json" "$OUT/cycles.json" "$OUT/vm_scale.json" \
+  "$OUT/pvp_multi.json" <<'PY'
 import json
 import sys
 
 stages = json.load(open(sys.argv[1]))
 throughput = json.load(open(sys.argv[2]))
 cycles = json.load(open(sys.argv[3]))
+vm_scale = json.load(open(sys.argv[4]))
+pvp = json.load(open(sys.argv[5]))
 missing = []
 
 
@@ -98,12 +107,47 @@ for traffic in ("a", "imix"):
         share = cycles.get("traffic", {}).get(traffic, {}).get(variant, {}).get("forwarded_share", 0)
         if share < 0.99:  # every variant must really forward the frames it is timed on
             missing.append("traffic/%s/%s forwarded only %.3f of its frames" % (traffic, variant, share))
-    for ratio in ("portmux_0_rules/l3fwd_lpm", "portmux_1000_rules/l3fwd_acl"):  # the key holds a slash
+    for ratio in ("portmux_0_rules/l3fwd_lpm", "portmux_1000_rules/l3fwd_acl"):  # keys with a slash
         if not isinstance(cycles.get("ratios", {}).get(traffic, {}).get(ratio), (int, float)):
-            missing.append("ratios/%s: %s (a number)" % (traffic, ratio))
+            missing.append("cycles ratios/%s/%s (a number)" % (traffic, ratio))
+
+for key in ("tsc_hz", "repeat", "vhost_mode", "counts", "ratios_vs_8", "ratios_delivered_vs_8",
+            "ratios_host_bound_vs_8", "target",
+            "memory_per_vm_kib", "startup", "load", "skipped", "errors", "warnings"):
+    need(vm_scale, key)
+if not vm_scale.get("skipped"):
+    for n in ("1", "8"):
+        for key in ("median", "min", "max", "cycles_per_delivered", "mpps_per_cpu_s", "wall_mpps",
+                    "delivered_share", "startup_listed_s", "startup_links_up_s", "connected"):
+            need(vm_scale, "counts/%s/%s" % (n, key), number=True)
+        for key in ("VmRSS", "RssAnon", "own_hugepages"):
+            need(vm_scale, "counts/%s/memory_kib/%s" % (n, key), number=True)
+        need(vm_scale, "ratios_vs_8/%s" % n, number=True)
+        need(vm_scale, "ratios_host_bound_vs_8/%s" % n, number=True)
+        for key in ("median", "min", "max", "mpps_per_cpu_s", "wall_mpps", "forwarded_share"):
+            need(vm_scale, "counts/%s/host_bound/%s" % (n, key), number=True)
+        if vm_scale.get("counts", {}).get(n, {}).get("connected") != int(n):
+            missing.append("vm_scale counts/%s: not every VM connected" % n)
+    for key in ("from", "to", "VmRSS", "own_hugepages"):
+        need(vm_scale, "memory_per_vm_kib/%s" % key, number=True)
+    for key in ("vms", "listed_s", "links_up_s", "connected"):
+        need(vm_scale, "startup/%s" % key, number=True)
+for key in ("vms", "repeat", "figure", "switches", "ratios", "target", "not_measured", "skipped", "errors",
+            "warnings"):
+    need(pvp, key)
+for ratio in ("portmux/ovs_dpdk", "portmux/testpmd_io"):  # keys with a slash: not through need()
+    if ratio not in pvp.get("ratios", {}):
+        missing.append("pvp ratios/%s" % ratio)
+if not pvp.get("skipped"):
+    for switch in ("portmux", "testpmd_io") + (() if "ovs_dpdk" in pvp.get("not_measured", {}) else ("ovs_dpdk",)):
+        for key in ("median", "wall_mpps", "cpu_share", "vm_side_cpu_share", "vms_reached"):
+            need(pvp, "switches/%s/%s" % (switch, key), number=True)
+        if pvp.get("switches", {}).get(switch, {}).get("vms_reached") != 8:  # the fan-out must reach every VM
+            missing.append("pvp switches/%s: not every VM received frames" % switch)
 
 if missing:
     print("bench-smoke: missing or wrong keys:\n  " + "\n  ".join(missing))
     sys.exit(1)
-print("bench-smoke: the three benchmarks completed; stage, throughput and cycles JSON hold every expected key")
+print("bench-smoke: the five benchmarks completed; stage, throughput, cycles, VM-scale and PVP JSON hold every "
+      "expected key")
 PY
