@@ -43,11 +43,14 @@ constexpr uint16_t kMaxRefragments = 64;
 // Connection-table buckets swept for expired flows at each expiry check (every 10 ms): a sequential pass over
 // 160 KiB, so a table of 65,536 entries is swept in 160 ms for about a thousandth of the worker's time.
 constexpr uint32_t kConnSweepBuckets = 1024;
-// vhost queues: how many idle ("cold") queues are polled per loop iteration, and after how many empty
-// polls in a row a busy ("hot") queue goes back among them. With 1,024 idle VMs a worker spends about as
-// long on VM queues per iteration as with 8, and an idle VM's first frame waits at most
-// (cold queues / kColdPollsPerIteration) iterations.
-constexpr size_t kColdPollsPerIteration = 8;
+// vhost queues: idle ("cold") queues are polled in turn at a pace set by time, not by loop iterations, so
+// that every one is looked at once per kColdSweepUs whatever their number: the uplink pays for cold queues
+// in proportion to how many there are per unit of time (about one empty poll per microsecond at 1,024 idle
+// VMs), not per burst, and an idle VM's first frame waits at most about kColdSweepUs. At most
+// kMaxColdPollsPerIteration are polled in one iteration, so a long iteration is not followed by a long sweep.
+// A hot queue that has been empty for kHotEmptyPollsBeforeCold polls in a row goes back among the cold.
+constexpr uint64_t kColdSweepUs = 1000;
+constexpr uint32_t kMaxColdPollsPerIteration = 8;
 constexpr uint32_t kHotEmptyPollsBeforeCold = 1024;
 
 // Which shared address's range table applies: the IPv4 destination (inbound) or source (from a VM) picks it;
@@ -79,6 +82,7 @@ Worker::Worker(WorkerSetup setup, const WorkerShared& shared)
                                            static_cast<int>(rte_socket_id()));
     if (frag_table_ == nullptr) throw std::runtime_error("cannot allocate the fragment reassembly table");
     expiry_interval_ = hz / 100;  // look for expired datagrams every 10 ms
+    cold_sweep_cycles_ = hz * kColdSweepUs / 1000000;
     connections_ = std::make_unique<ConnectionTable>(shared_.connections.max, hz * shared_.connections.tcp_timeout_s,
                                                      hz * shared_.connections.udp_timeout_s);
     if (shared_.host_rate_pps != 0) {
@@ -616,7 +620,18 @@ void Worker::poll_vhost(const Snapshot& snap) {
             ++i;
         }
     }
-    const size_t budget = std::min(kColdPollsPerIteration, cold_.size());
+    // Credit for cold polls accrues with time: cold_.size() of them per sweep period.
+    const uint64_t now = rte_rdtsc();
+    if (cold_.empty()) {
+        cold_credit_ = 0;
+    } else {
+        cold_credit_ += static_cast<double>(now - cold_paced_at_) * static_cast<double>(cold_.size()) /
+                        static_cast<double>(cold_sweep_cycles_);
+        if (cold_credit_ > kMaxColdPollsPerIteration) cold_credit_ = kMaxColdPollsPerIteration;
+    }
+    cold_paced_at_ = now;
+    const size_t budget = static_cast<size_t>(cold_credit_);
+    cold_credit_ -= static_cast<double>(budget);
     for (size_t done = 0; done < budget && !cold_.empty(); ++done) {
         if (cold_cursor_ >= cold_.size()) cold_cursor_ = 0;
         const VhostPoll poll = cold_[cold_cursor_];

@@ -165,7 +165,7 @@ private:
     uint64_t expiry_interval_ = 0;
     std::unique_ptr<ConnectionTable> connections_;  // load-balanced groups' flows; fixed size
     // The vhost queues this worker polls: `hot_` had frames lately and are polled every iteration; `cold_`
-    // are polled a few per iteration in turn, so a thousand idle VMs cost the uplink little.
+    // are polled in turn, each once per sweep period (worker.cpp), so a thousand idle VMs cost the uplink little.
     struct VhostPoll {
         uint16_t vm = 0;
         uint16_t queue_pair = 0;
@@ -175,6 +175,9 @@ private:
     std::vector<VhostPoll> cold_;
     std::vector<VhostPoll> previously_hot_;  // only while rebuilding
     size_t cold_cursor_ = 0;
+    double cold_credit_ = 0;         // cold polls due and not yet made
+    uint64_t cold_paced_at_ = 0;     // TSC when the credit was last brought up to date
+    uint64_t cold_sweep_cycles_ = 1;  // TSC cycles in which every cold queue is polled once
     uint64_t vhost_layout_ = 0;  // VhostSlots::layout() the lists were built for
     uint32_t burst_counts_[kSwitchCounterCount] = {};  // not yet in counters_; zero between iterations
 };
