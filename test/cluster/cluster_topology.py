@@ -170,6 +170,13 @@ class Topology:
         proc.kill()
         proc.wait(timeout=10)
 
+    def pause_agent(self, host):
+        """Stops HOST's agent (SIGSTOP) without ending it: its host stays alive in etcd for the lease TTL."""
+        self.agents[host].send_signal(signal.SIGSTOP)
+
+    def resume_agent(self, host):
+        self.agents[host].send_signal(signal.SIGCONT)
+
     def status_file(self, host):
         return os.path.join(self.work, "agent-%s.json" % host)
 

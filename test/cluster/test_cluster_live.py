@@ -92,7 +92,11 @@ def test_no_loss_while_a_range_moves_between_hosts(t):
     """udp:8500 moves from vc (host c) to vb (host b) while 2,000 numbered datagrams enter at host a, which
     tunnels them to the owner's host. If a applied the move before b, b (still on the old view) would re-send
     them to c, and c (already on the new one) drop them as a loop: the agents of a and c wait until b's agent
-    has applied it (applied/b), so every datagram reaches vc or vb, exactly once."""
+    has applied it (applied/b), so every datagram reaches vc or vb, exactly once.
+
+    b's agent is paused for 0.3 s across the edit, so that b is the last to see it: without the ordering a
+    and c would apply first and the frames a sends in those 0.3 s would be lost; with it they wait (well
+    within their 1 s bound)."""
     count = 2000
     t.cluster("range", "add", "vc", "udp:8500")
     for host, target in (("a", "host_c"), ("b", "host_c"), ("c", "vc")):
@@ -104,7 +108,12 @@ def test_no_loss_while_a_range_moves_between_hosts(t):
     vc_before = t.vm_tx("c", "vc")
     sender = t.send_numbered(8500, count, 0.004)
     wait_for("the numbered flow reaches vc", lambda: t.vm_tx("c", "vc") > vc_before + 200, timeout=30)
-    t.cluster("range", "move", "udp:8500", "vb")
+    t.pause_agent("b")
+    try:
+        t.cluster("range", "move", "udp:8500", "vb")
+        time.sleep(0.3)
+    finally:
+        t.resume_agent("b")
     for host, target in (("a", "host_b"), ("b", "vb"), ("c", "host_b")):
         wait_for("%s applies the move" % host, lambda h=host, g=target: t.target(h, "udp:8500") == g)
     assert sender.poll() is None, "the flow ended before the move was applied everywhere: nothing was shown"
