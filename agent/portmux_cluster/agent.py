@@ -52,10 +52,9 @@ class Agent:
         # explains was made by hand, and is reverted and counted.
         self.last_applied = None
         self.counters = {"applied_commands": 0, "apply_errors": 0, "reverted_by_hand": 0, "resyncs": 0,
-                         "etcd_failures": 0, "ordered_apply_waits": 0, "ordered_apply_timeouts": 0}
-        # Moves held back until the new owner's host has applied them: (range text, owner, revision) ->
-        # the monotonic time after which the move is sent anyway.
-        self.held_moves = {}
+                         "etcd_failures": 0}
+        # Moves held back until the new owner's host has applied them, each with its deadline.
+        self.held_moves = model.HeldMoves()
         # The newest change of a range served here that the last reconcile applied (what other hosts wait
         # for), and the revision last published in applied/NAME (None: not under the current lease).
         self.own_change_revision = 0
@@ -76,7 +75,8 @@ class Agent:
                   "refused": {k: {"revision": r.revision, "reason": r.reason} for k, r in self.view.refused.items()},
                   "portmux_refused": self.portmux_refused, "last_error": self.last_error, "time": time.time(),
                   "held_moves": {text: {"owner": owner, "revision": rev}
-                                 for text, owner, rev in sorted(self.held_moves)}}
+                                 for text, owner, rev in sorted(self.held_moves.deadlines)},
+                  "ordered_apply_waits": self.held_moves.waits, "ordered_apply_timeouts": self.held_moves.timeouts}
         status.update(self.counters)
         tmp = "%s.tmp.%d" % (self.status_file, os.getpid())
         with open(tmp, "w") as f:
@@ -95,6 +95,9 @@ class Agent:
             actual_addresses = self.portmux.addresses()
         except CtlError as e:
             self.note_error("portmux %s: %s" % (self.portmux.file_prefix, e))
+            # Held moves are judged again at the next reconcile that can read portmux: a deadline that
+            # passed meanwhile must not make the loop reconcile without pause.
+            self.held_moves.clear()
             return 0
         for name in sorted(vms):
             if vms[name]["host"] == self.name and name not in want.local_vms and any(
@@ -149,25 +152,11 @@ class Agent:
         waits = model.move_prerequisites(self.name, want, actual_ranges, vms, set(hosts) | {self.name},
                                          self.view.mod_revision)
         pending = model.unmet(waits, self.view.applied_revisions())
-        now = time.monotonic()
-        held = {}
-        for text, (host, revision) in sorted(pending.items()):
-            key = (text, want.ranges[text], revision)
-            deadline = self.held_moves.get(key)
-            if deadline is None:
-                deadline = now + model.ORDERED_APPLY_WAIT_S
-                self.counters["ordered_apply_waits"] += 1
-            elif now >= deadline:
-                self.counters["ordered_apply_timeouts"] += 1
-                log("%s: host %s has not applied revision %d within %g s: moving it to %s anyway"
-                    % (text, host, revision, model.ORDERED_APPLY_WAIT_S, want.ranges[text]))
-                continue
-            held[key] = deadline
-        self.held_moves = held
-        return {key[0] for key in held}
-
-    def next_held_deadline(self):
-        return min(self.held_moves.values()) if self.held_moves else None
+        held, expired = self.held_moves.update(pending, want.ranges, time.monotonic())
+        for text, host, revision in expired:
+            log("%s: host %s has not applied revision %d within %g s: moving it to %s anyway"
+                % (text, host, revision, self.held_moves.wait_s, want.ranges[text]))
+        return held
 
     def note_error(self, message):
         if message != self.last_error:
@@ -213,7 +202,7 @@ class Agent:
             next_reconcile = time.monotonic() + RECONCILE_EVERY_S
             while not self.stopping:
                 timeout = 0.2
-                held_deadline = self.next_held_deadline()
+                held_deadline = self.held_moves.next_deadline()
                 if held_deadline is not None:
                     timeout = min(timeout, max(0.0, held_deadline - time.monotonic()))
                 try:
@@ -234,7 +223,7 @@ class Agent:
                             raise more
                         changed = self.apply_events(more) or changed
                     # Another host's applied/ key alone changes nothing here, unless a move waits for it.
-                    if changed or self.held_moves:
+                    if changed or self.held_moves.deadlines:
                         self.reconcile()
                         self.publish_applied(client, lease)
                         self.write_status()

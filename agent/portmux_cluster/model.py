@@ -261,6 +261,42 @@ def unmet(waits, applied):
     return {text: (host, rev) for text, (host, rev) in waits.items() if applied.get(host, 0) < rev}
 
 
+class HeldMoves:
+    """The moves held back now, each with the time after which it is sent anyway (WAIT_S after it was
+    first held); counts the moves held (waits) and those let through at their deadline (timeouts)."""
+
+    def __init__(self, wait_s=ORDERED_APPLY_WAIT_S):
+        self.wait_s = wait_s
+        self.deadlines = {}  # (range text, owner, revision) -> monotonic deadline
+        self.waits = 0
+        self.timeouts = 0
+
+    def update(self, pending, owners, now):
+        """PENDING: text -> (host, revision) still unmet (unmet()); OWNERS: text -> the owner it moves to.
+        Returns (texts to hold now, [(text, host, revision) let through because their wait ran out]).
+        A move no longer pending is forgotten; one whose change was superseded is a new wait."""
+        deadlines, expired = {}, []
+        for text, (host, revision) in sorted(pending.items()):
+            key = (text, owners[text], revision)
+            deadline = self.deadlines.get(key)
+            if deadline is None:
+                deadline = now + self.wait_s
+                self.waits += 1
+            elif now >= deadline:
+                self.timeouts += 1
+                expired.append((text, host, revision))
+                continue
+            deadlines[key] = deadline
+        self.deadlines = deadlines
+        return {key[0] for key in deadlines}, expired
+
+    def clear(self):
+        self.deadlines = {}
+
+    def next_deadline(self):
+        return min(self.deadlines.values()) if self.deadlines else None
+
+
 def own_change_revision(me, want, vms, revision_of):
     """The revision other hosts may wait for before moving a range to host ME (move_prerequisites): the
     newest change revision among the ranges that a VM of ME serves as their own VM (0 when none). ME

@@ -298,6 +298,28 @@ class MoveOrder(Base):
         self.assertEqual(want.servers["udp:7000"], ("va2", True))
         self.assertEqual(model.own_change_revision("a", want, vms, self.view.mod_revision), published["a"])
 
+    def test_a_held_move_is_let_through_once_its_wait_runs_out(self):
+        holds = model.HeldMoves(wait_s=1.0)
+        owners = {"udp:9000": "host_b", "udp:7000": "host_b"}
+        pending = {"udp:9000": ("b", 12)}
+        self.assertEqual(holds.update(pending, owners, now=100.0), ({"udp:9000"}, []))
+        self.assertEqual(holds.next_deadline(), 101.0)
+        self.assertEqual(holds.update(pending, owners, now=100.5), ({"udp:9000"}, []))
+        self.assertEqual((holds.waits, holds.timeouts), (1, 0))
+        # Still unmet at the deadline: sent anyway, counted, forgotten.
+        self.assertEqual(holds.update(pending, owners, now=101.0), (set(), [("udp:9000", "b", 12)]))
+        self.assertEqual((holds.waits, holds.timeouts), (1, 1))
+        self.assertIsNone(holds.next_deadline())
+        # Met before the deadline (no longer pending): released, no timeout.
+        holds.update({"udp:7000": ("b", 20)}, owners, now=200.0)
+        self.assertEqual(holds.update({}, owners, now=200.2), (set(), []))
+        self.assertEqual((holds.waits, holds.timeouts), (2, 1))
+        # A newer change of the same range is a new wait with its own deadline.
+        holds.update({"udp:7000": ("b", 20)}, owners, now=300.0)
+        self.assertEqual(holds.update({"udp:7000": ("b", 25)}, owners, now=300.9), ({"udp:7000"}, []))
+        self.assertEqual(holds.next_deadline(), 301.9)
+        self.assertEqual(holds.waits, 4)
+
     def test_an_applied_value_is_checked_like_any_other(self):
         self.put("applied/b", {"revision": -1})
         self.put("applied/c", b"{not json")
