@@ -5,6 +5,12 @@ the difference to portmux, then watch from the revision after that read; the wat
 keepalive and a periodic reconcile (which reverts changes made by hand) are taken from one queue. Any etcd
 failure ends the connection: the data plane keeps its state, and the agent connects again (next endpoint),
 registers again and resyncs with a full read before watching again, changing only what differs.
+
+After a reconcile that applied a change of a range served here, the agent publishes the revision it has
+applied (applied/NAME, under its lease). A move of a range to a VM of another host is held back until that host
+has published the change's revision (bounded by model.ORDERED_APPLY_WAIT_S): the new owner's host applies
+a move first, so no host re-sends the range's frames to a host that no longer has it (docs/cluster.md,
+"Frames in flight during a move").
 """
 
 import argparse
@@ -47,6 +53,12 @@ class Agent:
         self.last_applied = None
         self.counters = {"applied_commands": 0, "apply_errors": 0, "reverted_by_hand": 0, "resyncs": 0,
                          "etcd_failures": 0}
+        # Moves held back until the new owner's host has applied them, each with its deadline.
+        self.held_moves = model.HeldMoves()
+        # The newest change of a range served here that the last reconcile applied (what other hosts wait
+        # for), and the revision last published in applied/NAME (None: not under the current lease).
+        self.own_change_revision = 0
+        self.published_revision = None
         self.connected = False
         self.endpoint = None
         self.applied_revision = 0
@@ -61,7 +73,10 @@ class Agent:
                   "revision": self.view.revision, "applied_revision": self.applied_revision,
                   "refused_total": self.view.refused_total,
                   "refused": {k: {"revision": r.revision, "reason": r.reason} for k, r in self.view.refused.items()},
-                  "portmux_refused": self.portmux_refused, "last_error": self.last_error, "time": time.time()}
+                  "portmux_refused": self.portmux_refused, "last_error": self.last_error, "time": time.time(),
+                  "held_moves": {text: {"owner": owner, "revision": rev}
+                                 for text, owner, rev in sorted(self.held_moves.deadlines)},
+                  "ordered_apply_waits": self.held_moves.waits, "ordered_apply_timeouts": self.held_moves.timeouts}
         status.update(self.counters)
         tmp = "%s.tmp.%d" % (self.status_file, os.getpid())
         with open(tmp, "w") as f:
@@ -80,6 +95,9 @@ class Agent:
             actual_addresses = self.portmux.addresses()
         except CtlError as e:
             self.note_error("portmux %s: %s" % (self.portmux.file_prefix, e))
+            # Held moves are judged again at the next reconcile that can read portmux: a deadline that
+            # passed meanwhile must not make the loop reconcile without pause.
+            self.held_moves.clear()
             return 0
         for name in sorted(vms):
             if vms[name]["host"] == self.name and name not in want.local_vms and any(
@@ -93,6 +111,13 @@ class Agent:
                 self.counters["reverted_by_hand"] += len(by_hand)
                 log("ranges changed by hand, reverted to the cluster's owners: %s" % ", ".join(sorted(by_hand)))
         ops = model.plan(want, actual_ranges, actual_remotes, actual_addresses, set(vms))
+        held = self.hold_back_moves(want, actual_ranges, hosts, vms)
+        if held:
+            # A held range keeps its current owner, so that owner's remote must stay too.
+            still_used = {actual_ranges[text] for text in held}
+            ops = [(command, params) for command, params in ops
+                   if not (command == "/portmux/range/move" and params.split(",")[0] in held)
+                   and not (command == "/portmux/remote/del" and params in still_used)]
         failed = 0
         failed_ranges = set()
         refused_now = {}
@@ -116,9 +141,22 @@ class Agent:
             log("revision %d: %d change(s) applied%s" % (self.view.revision, len(ops) - failed,
                                                           ", %d refused" % failed if failed else ""))
         # A range portmux refused is not what the agent made it: no later difference there is by hand.
-        self.last_applied = {t: o for t, o in want.ranges.items() if t not in failed_ranges}
+        self.last_applied = {t: o for t, o in want.ranges.items() if t not in failed_ranges and t not in held}
         self.applied_revision = self.view.revision
+        self.own_change_revision = model.own_change_revision(self.name, want, vms, self.view.mod_revision)
         return len(ops)
+
+    def hold_back_moves(self, want, actual_ranges, hosts, vms):
+        """The range texts whose move waits for the new owner's host now (model.move_prerequisites); a move
+        that has waited ORDERED_APPLY_WAIT_S is let through and counted (ordered_apply_timeouts)."""
+        waits = model.move_prerequisites(self.name, want, actual_ranges, vms, set(hosts) | {self.name},
+                                         self.view.mod_revision)
+        pending = model.unmet(waits, self.view.applied_revisions())
+        held, expired = self.held_moves.update(pending, want.ranges, time.monotonic())
+        for text, host, revision in expired:
+            log("%s: host %s has not applied revision %d within %g s: moving it to %s anyway"
+                % (text, host, revision, self.held_moves.wait_s, want.ranges[text]))
+        return held
 
     def note_error(self, message):
         if message != self.last_error:
@@ -130,7 +168,18 @@ class Agent:
     def register(self, client):
         lease = client.lease(self.ttl)
         client.put(schema.key_of(self.prefix, "hosts", self.name), schema.encode_value(self.host_value), lease=lease)
+        self.published_revision = None  # a new lease: applied/NAME is written again under it
         return lease
+
+    def publish_applied(self, client, lease):
+        """Writes applied/NAME once a reconcile has applied a newer change of a range served here: only such a
+        change can be waited for, so a move elsewhere costs no write (and the other agents' applied/
+        writes, which change no range, never lead to one: no agent writes because another one wrote)."""
+        if self.published_revision is not None and self.published_revision >= self.own_change_revision:
+            return
+        client.put(schema.key_of(self.prefix, "applied", self.name),
+                   schema.encode_value({"revision": self.applied_revision}), lease=lease)
+        self.published_revision = self.applied_revision
 
     def on_watch(self, response):
         self.events.put(response)
@@ -145,20 +194,25 @@ class Agent:
             self.connected = True
             self.last_error = ""
             self.reconcile()
+            self.publish_applied(client, lease)
             self.write_status()
             self.events = queue.Queue()
             watch_id = client.add_watch_prefix_callback(self.prefix, self.on_watch, start_revision=revision + 1)
             next_keepalive = time.monotonic() + self.ttl / 3.0
             next_reconcile = time.monotonic() + RECONCILE_EVERY_S
             while not self.stopping:
+                timeout = 0.2
+                held_deadline = self.held_moves.next_deadline()
+                if held_deadline is not None:
+                    timeout = min(timeout, max(0.0, held_deadline - time.monotonic()))
                 try:
-                    item = self.events.get(timeout=0.2)
+                    item = self.events.get(timeout=timeout)
                 except queue.Empty:
                     item = None
                 if isinstance(item, Exception):
                     raise item
                 if item is not None:
-                    self.apply_events(item)
+                    changed = self.apply_events(item)
                     # Take every response already queued before reconciling once for all of them.
                     while True:
                         try:
@@ -167,16 +221,25 @@ class Agent:
                             break
                         if isinstance(more, Exception):
                             raise more
-                        self.apply_events(more)
+                        changed = self.apply_events(more) or changed
+                    # Another host's applied/ key alone changes nothing here, unless a move waits for it.
+                    if changed or self.held_moves.deadlines:
+                        self.reconcile()
+                        self.publish_applied(client, lease)
+                        self.write_status()
+                elif held_deadline is not None and time.monotonic() >= held_deadline:
                     self.reconcile()
+                    self.publish_applied(client, lease)
                     self.write_status()
                 now = time.monotonic()
                 if now >= next_keepalive:
                     if not self.keepalive(client, lease):
                         lease = self.register(client)
+                        self.publish_applied(client, lease)
                     next_keepalive = now + self.ttl / 3.0
                 if now >= next_reconcile:
                     self.reconcile()
+                    self.publish_applied(client, lease)
                     self.write_status()
                     next_reconcile = now + RECONCILE_EVERY_S
             # The lease is not revoked: an agent restarted within the TTL (an upgrade) is never seen down;
@@ -199,13 +262,19 @@ class Agent:
         return True
 
     def apply_events(self, response):
+        """Feeds one watch response to the view; True when it changed more than applied/ keys."""
+        applied_prefix = schema.key_of(self.prefix, "applied", "")
+        changed = False
         for event in response.events:
             key = event.key.decode("utf-8", errors="replace")
+            if not key.startswith(applied_prefix):
+                changed = True
             if type(event).__name__ == "DeleteEvent":
                 self.view.delete(key)
             else:
                 self.view.put(key, event.value, event.mod_revision)
         self.view.revision = max(self.view.revision, response.header.revision)
+        return changed
 
     def run(self):
         first = True

@@ -239,8 +239,11 @@ def status(client, args):
         vm_rows.append({"vm": name, "host": vms[name]["host"], "ranges": [r.text for r in vms[name]["parsed_ranges"]],
                         "backup": vms[name].get("backup"), "state": state})
     refused = {k: r.reason for k, r in sorted(view.refused.items())}
+    # The revision each live host's agent says it has applied (applied/NAME): a host whose agent lags
+    # holds up moves to it on the other hosts (docs/cluster.md, "Frames in flight during a move").
+    applied = {n: rev for n, rev in view.applied_revisions().items() if n in hosts}
     out = {"revision": revision, "hosts": {n: hosts[n] for n in sorted(hosts)}, "vms": vm_rows,
-           "addresses": sorted(addresses), "refused": refused}
+           "addresses": sorted(addresses), "refused": refused, "applied": applied}
     if args.json:
         print(json.dumps(out, indent=2, sort_keys=True))
         return
@@ -248,7 +251,8 @@ def status(client, args):
                                                       ", %d refused key(s)" % len(refused) if refused else ""))
     for n in sorted(hosts):
         h = hosts[n]
-        print("host %-15s underlay %-15s next hop %s  portmux %s" % (n, h["underlay_ip"], h["vxlan_mac"], h["file_prefix"]))
+        print("host %-15s underlay %-15s next hop %s  portmux %s  applied %s" % (
+            n, h["underlay_ip"], h["vxlan_mac"], h["file_prefix"], "@%d" % applied[n] if n in applied else "-"))
     for row in vm_rows:
         print("vm   %-15s on %-15s %-28s %s" % (row["vm"], row["host"], row["state"], " ".join(row["ranges"]) or "-"))
     for key, reason in refused.items():

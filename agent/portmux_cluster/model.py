@@ -2,8 +2,9 @@
 
 ClusterView holds every key under the prefix with the last GOOD value of each: a bad write is refused for
 that key alone (logged once, counted) and the key keeps its previous good value; other keys are unaffected.
-desired_state() derives one host's ranges and remotes from the accepted view (pure, no I/O), and plan()
-the telemetry commands that turn the running state into it, touching nothing that is already right.
+desired_state() derives one host's ranges and remotes from the accepted view (pure, no I/O), plan()
+the telemetry commands that turn the running state into it, touching nothing that is already right, and
+move_prerequisites() which of those moves must wait until the new owner's host has applied the change.
 """
 
 from . import schema
@@ -87,7 +88,7 @@ class ClusterView:
                 hosts[name] = value
             elif kind == "addresses":
                 addresses[name] = value
-            else:
+            elif kind == "vms":
                 vm_entries.append((mod, key, name, value))
         vm_entries.sort(key=lambda e: (e[0], e[1]))
         vm_names = {e[2] for e in vm_entries}
@@ -105,6 +106,15 @@ class ClusterView:
             for r in value["parsed_ranges"]:
                 taken.add(r, name)
         return hosts, vms, addresses
+
+    def mod_revision(self, kind, name):
+        """The revision of the good value of KIND/NAME in force (0 when there is none)."""
+        entry = self.good.get(schema.key_of(self.prefix, kind, name))
+        return entry[3] if entry is not None else 0
+
+    def applied_revisions(self):
+        """host name -> the revision its agent says it has applied (applied/NAME, present while it lives)."""
+        return {name: value["revision"] for kind, name, value, _ in self.good.values() if kind == "applied"}
 
     @staticmethod
     def _cross_key_fault(value, vm_names, taken, addresses):
@@ -125,6 +135,7 @@ class Desired:
 
     def __init__(self):
         self.ranges = {}
+        self.servers = {}  # range text -> (serving VM, True when that VM serves it as the backup)
         self.remotes = {}
         self.addresses = set()
         self.local_vms = set()
@@ -157,6 +168,7 @@ def desired_state(me, hosts, vms, addresses, local_vm_macs):
             if server is None:
                 want.ranges[r.text] = KEEP
                 continue
+            want.servers[r.text] = (server, server != name)
             host = vms[server]["host"]
             if host == me:
                 if local_vm_macs.get(server) != vms[server]["mac"]:
@@ -210,3 +222,87 @@ def plan(want, actual_ranges, actual_remotes, actual_addresses, cluster_vm_names
     # Further addresses are only ever added: one the cluster no longer lists is left to the operator
     # (portmux refuses to remove an address that still has ranges, and the host's TAP needs it too).
     return ops
+
+
+# How long a host waits for the new owner's host before it applies a move anyway (counted as
+# ordered_apply_timeouts): the new owner's agent may be slow, stopped, or unable to apply it.
+ORDERED_APPLY_WAIT_S = 1.0
+
+
+def move_prerequisites(me, want, actual_ranges, vms, alive, revision_of):
+    """The moves host ME must not send yet: range text -> (host, revision) for every range that portmux
+    has with another owner and that the cluster now gives to a VM of another live host; ME moves it once
+    that host has applied a revision >= the change's (its applied/ key), so that the new owner's host is
+    the first to know. Otherwise a frame ME tunnels to the new owner's host could be re-sent by it, still
+    on the old view, to the old owner's host, which (already on the new view) drops it as a loop.
+
+    Not waited for: moves to a VM of ME (ME is then the new owner's host), a VM serving as a backup
+    (failover: the old owner's host is down, waiting gains nothing), and ranges portmux does not have yet
+    (an addition moves no frame). REVISION_OF(kind, name) is the revision of a key's value in force; the
+    change's revision is that of the new owner's VM key or of its host key, whichever is later (a move
+    rewrites the VM key; a host coming back rewrites its host key)."""
+    waits = {}
+    for text, owner in want.ranges.items():
+        if owner is KEEP or not schema.is_remote_name(owner):
+            continue
+        current = actual_ranges.get(text)
+        if current is None or current == owner:
+            continue
+        server, as_backup = want.servers[text]
+        host = vms[server]["host"]
+        if as_backup or host == me or host not in alive:
+            continue
+        waits[text] = (host, max(revision_of("vms", server), revision_of("hosts", host)))
+    return waits
+
+
+def unmet(waits, applied):
+    """The entries of WAITS (text -> (host, revision)) whose host has not yet applied that revision."""
+    return {text: (host, rev) for text, (host, rev) in waits.items() if applied.get(host, 0) < rev}
+
+
+class HeldMoves:
+    """The moves held back now, each with the time after which it is sent anyway (WAIT_S after it was
+    first held); counts the moves held (waits) and those let through at their deadline (timeouts)."""
+
+    def __init__(self, wait_s=ORDERED_APPLY_WAIT_S):
+        self.wait_s = wait_s
+        self.deadlines = {}  # (range text, owner, revision) -> monotonic deadline
+        self.waits = 0
+        self.timeouts = 0
+
+    def update(self, pending, owners, now):
+        """PENDING: text -> (host, revision) still unmet (unmet()); OWNERS: text -> the owner it moves to.
+        Returns (texts to hold now, [(text, host, revision) let through because their wait ran out]).
+        A move no longer pending is forgotten; one whose change was superseded is a new wait."""
+        deadlines, expired = {}, []
+        for text, (host, revision) in sorted(pending.items()):
+            key = (text, owners[text], revision)
+            deadline = self.deadlines.get(key)
+            if deadline is None:
+                deadline = now + self.wait_s
+                self.waits += 1
+            elif now >= deadline:
+                self.timeouts += 1
+                expired.append((text, host, revision))
+                continue
+            deadlines[key] = deadline
+        self.deadlines = deadlines
+        return {key[0] for key in deadlines}, expired
+
+    def clear(self):
+        self.deadlines = {}
+
+    def next_deadline(self):
+        return min(self.deadlines.values()) if self.deadlines else None
+
+
+def own_change_revision(me, want, vms, revision_of):
+    """The revision other hosts may wait for before moving a range to host ME (move_prerequisites): the
+    newest change revision among the ranges that a VM of ME serves as their own VM (0 when none). ME
+    publishes the revision it has applied once that is at least this one."""
+    newest = 0
+    for server, as_backup in want.servers.values():
+        if not as_backup and vms[server]["host"] == me:
+            newest = max(newest, revision_of("vms", server), revision_of("hosts", me))
+    return newest

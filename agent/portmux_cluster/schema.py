@@ -4,6 +4,8 @@ Keys live under a prefix (default "/portmux/"):
   PREFIX hosts/NAME      one live host, written by its own agent under a lease (alive = key present)
   PREFIX vms/NAME        a VM: its host, MAC, ranges and optional backup VM
   PREFIX addresses/IPV4  a further shared address
+  PREFIX applied/NAME    the revision host NAME's agent has applied, written by that agent under its lease
+                         (the other hosts wait for it before moving a range to NAME: docs/cluster.md)
 
 parse_value() turns one key and its bytes into a checked value or raises BadValue with the reason; the
 checks that span keys (overlaps, unknown backups) are in model.py.
@@ -16,7 +18,7 @@ import os
 import re
 
 DEFAULT_PREFIX = "/portmux/"
-KINDS = ("hosts", "vms", "addresses")
+KINDS = ("hosts", "vms", "addresses", "applied")
 # A value larger than this is refused unread: 512 ranges of the longest form fit in about 16 KiB.
 MAX_VALUE_BYTES = 16384
 # Cluster names have no "_", so that the remote names "host_NAME" cannot be taken by a cluster VM.
@@ -24,7 +26,8 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,14}$")
 RANGE_RE = re.compile(r"^(?:(?P<addr>[0-9.]{7,15})/)?(?:(?P<proto>tcp|udp):)?(?P<lo>[0-9]{1,5})(?:-(?P<hi>[0-9]{1,5}))?$")
 
 SCHEMA_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "conf", "cluster"))
-SCHEMA_FILES = {"hosts": "host.schema.json", "vms": "vm.schema.json", "addresses": "address.schema.json"}
+SCHEMA_FILES = {"hosts": "host.schema.json", "vms": "vm.schema.json", "addresses": "address.schema.json",
+                "applied": "applied.schema.json"}
 
 
 class BadValue(Exception):
@@ -46,7 +49,7 @@ def split_key(prefix, key):
     rest = key[len(prefix):]
     kind, sep, name = rest.partition("/")
     if not sep or kind not in KINDS:
-        raise BadValue("unknown key (expected %s{hosts,vms,addresses}/NAME)" % prefix)
+        raise BadValue("unknown key (expected %s{hosts,vms,addresses,applied}/NAME)" % prefix)
     if kind == "addresses":
         check_ipv4(name, "key")
     elif not NAME_RE.match(name):

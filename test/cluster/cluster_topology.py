@@ -170,6 +170,13 @@ class Topology:
         proc.kill()
         proc.wait(timeout=10)
 
+    def pause_agent(self, host):
+        """Stops HOST's agent (SIGSTOP) without ending it: its host stays alive in etcd for the lease TTL."""
+        self.agents[host].send_signal(signal.SIGSTOP)
+
+    def resume_agent(self, host):
+        self.agents[host].send_signal(signal.SIGCONT)
+
     def status_file(self, host):
         return os.path.join(self.work, "agent-%s.json" % host)
 
@@ -219,6 +226,63 @@ class Topology:
         proc = subprocess.Popen(["ip", "netns", "exec", self.client, "timeout", "300", "/usr/bin/python3", "-c", code],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.flows.append(proc)
+
+    def send_numbered(self, port, count, interval=0.004):
+        """Sends COUNT UDP datagrams "seq 0" .. "seq COUNT-1" from the client to the shared address's PORT,
+        INTERVAL seconds apart; returns the sender's process (it ends by itself, bounded at 120 s)."""
+        code = ("import socket,sys,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+                "for n in range(int(sys.argv[3])):\n"
+                " s.sendto(b'seq %d'%n,(sys.argv[1],int(sys.argv[2]))); time.sleep(float(sys.argv[4]))\n")
+        proc = subprocess.Popen(["ip", "netns", "exec", self.client, "timeout", "120", "/usr/bin/python3", "-c", code,
+                                 SHARED_IP, str(port), str(count), str(interval)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.flows.append(proc)
+        return proc
+
+    def count_numbered(self, vm, port):
+        """Starts counting, by sequence number, the client's numbered datagrams to PORT that reach VM's
+        namespace (a raw socket on its eth0: the VM needs no address). Returns the counter's process once it
+        listens; stop it with finish_count(): it ends once no such datagram has come for 0.5 s (by itself
+        after 120 s)."""
+        code = ("import json,signal,socket,struct,sys,time\n"
+                "s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW,socket.htons(0x0800))\n"
+                "s.setsockopt(socket.SOL_SOCKET,33,1<<24)\n"  # SO_RCVBUFFORCE: no loss to a slow reader
+                "s.bind(('eth0',0)); s.settimeout(0.1)\n"
+                "src=socket.inet_aton(sys.argv[2]); port=int(sys.argv[3]); seen={}; stop=[]\n"
+                "signal.signal(signal.SIGTERM, lambda *a: stop.append(1))\n"
+                "end=time.monotonic()+120; last=time.monotonic()\n"
+                "print('ready',flush=True)\n"
+                # Told to stop, it still counts until none has come for 0.5 s: frames in flight settle.
+                "while time.monotonic()<end and not (stop and time.monotonic()-last>0.5):\n"
+                "    try: frame,addr=s.recvfrom(65535)\n"
+                "    except socket.timeout: continue\n"
+                "    except InterruptedError: continue\n"
+                "    if addr[2]==socket.PACKET_OUTGOING or frame[26:30]!=src or frame[23]!=17: continue\n"
+                "    udp=14+(frame[14]&15)*4\n"
+                "    if struct.unpack('!H',frame[udp+2:udp+4])[0]!=port: continue\n"
+                "    body=frame[udp+8:]\n"
+                "    if body.startswith(b'seq '): n=int(body[4:]); seen[n]=seen.get(n,0)+1; last=time.monotonic()\n"
+                "json.dump(seen,open(sys.argv[1],'w'))\n")
+        out = os.path.join(self.work, "count-%s-%d.json" % (vm, port))
+        proc = subprocess.Popen(["ip", "netns", "exec", "%s-%s" % (self.tag, vm), "/usr/bin/python3", "-c", code,
+                                 out, CLIENT_IP, str(port)], stdout=subprocess.PIPE, text=True)
+        if proc.stdout.readline().strip() != "ready":
+            proc.wait(timeout=10)
+            raise RuntimeError("the datagram counter in VM %s's namespace did not start" % vm)
+        proc.out_path = out
+        self.flows.append(proc)
+        return proc
+
+    @staticmethod
+    def finish_count(proc):
+        """Stops a counter of count_numbered(); returns sequence number -> how many times it arrived."""
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+        with open(proc.out_path) as f:
+            return {int(n): c for n, c in json.load(f).items()}
+
+    def stats(self, host):
+        return self.tel(host).call("/portmux/stats")
 
     # -- cleaning --------------------------------------------------------------------------------------------
 

@@ -156,8 +156,10 @@ class Edits(unittest.TestCase):
                      "--backup", "va")
         self.etcd.ctl("put", self.prefix + "hosts/a", json.dumps(HOST_A))
         self.etcd.ctl("put", self.prefix + "vms/broken", "{oops")
+        self.etcd.ctl("put", self.prefix + "applied/a", json.dumps({"revision": 7}))
         r = self.cluster("status")
         self.assertIn("1 live host(s), 2 VM(s), 1 refused key(s)", r.stdout)
+        self.assertRegex(r.stdout, r"host +a .* applied @7\n")
         self.assertRegex(r.stdout, r"vm +vb +on b +failed over to va")
         self.assertIn("refused %svms/broken: not JSON" % self.prefix, r.stdout)
         # A bad value does not block other edits, and can be deleted.

@@ -209,5 +209,124 @@ class Plan(Base):
                          [("/portmux/range/move", "udp:7000,host_a"), ("/portmux/remote/del", "host_b")])
 
 
+class MoveOrder(Base):
+    """Which moves a host holds back until the new owner's host has applied them (docs/cluster.md, "Frames
+    in flight during a move"): the new owner's host moves first, the others after it."""
+
+    HOST_C = {"underlay_ip": "198.51.100.3", "vxlan_mac": "02:00:00:00:0c:0c", "file_prefix": "pc"}
+    MACS = {"a": Desired.MACS_A, "b": {"vb": "52:54:00:00:0b:01"}, "c": {"vc": "52:54:00:00:0c:02"}}
+
+    def setUp(self):
+        super().setUp()
+        self.cluster()
+        self.put("hosts/c", self.HOST_C)
+        self.put("vms/vc", vm("c", "52:54:00:00:0c:02", ["udp:9000"]))
+
+    def state(self, me):
+        hosts, vms, addresses = self.view.accepted()
+        return model.desired_state(me, hosts, vms, addresses, self.MACS[me]), hosts, vms
+
+    def waits(self, me, before):
+        want, hosts, vms = self.state(me)
+        return model.move_prerequisites(me, want, dict(before.ranges), vms, set(hosts) | {me},
+                                        self.view.mod_revision)
+
+    def move_9000_from_vc_to_vb(self):
+        before = {h: self.state(h)[0] for h in ("a", "b", "c")}
+        self.put("vms/vc", vm("c", "52:54:00:00:0c:02", []))
+        self.put("vms/vb", vm("b", "52:54:00:00:0b:01", ["udp:7000", "udp:9000"], backup="va2"))
+        return before, self.rev
+
+    def test_hosts_other_than_the_new_owners_wait_for_its_revision(self):
+        before, revision = self.move_9000_from_vc_to_vb()
+        # a (tunnels to the owner) and c (the old owner) wait until b has applied the VM key's revision.
+        self.assertEqual(self.waits("a", before["a"]), {"udp:9000": ("b", revision)})
+        self.assertEqual(self.waits("c", before["c"]), {"udp:9000": ("b", revision)})
+        # b is the new owner's host: it moves at once.
+        self.assertEqual(self.waits("b", before["b"]), {})
+        # Ranges that did not change owner are never held.
+        self.assertNotIn("udp:7000", self.waits("a", before["a"]))
+
+    def test_a_wait_ends_once_the_new_owners_host_has_applied_that_revision(self):
+        before, revision = self.move_9000_from_vc_to_vb()
+        waits = self.waits("a", before["a"])
+        self.assertEqual(model.unmet(waits, {}), waits)
+        self.assertEqual(model.unmet(waits, {"b": revision - 1, "c": revision + 5}), waits)
+        self.assertEqual(model.unmet(waits, {"b": revision}), {})
+        self.assertEqual(model.unmet(waits, {"b": revision + 3}), {})
+        # The view carries the applied/ keys the agents write.
+        self.put("applied/b", {"revision": revision})
+        self.assertEqual(self.view.applied_revisions(), {"b": revision})
+        self.assertEqual(model.unmet(waits, self.view.applied_revisions()), {})
+        self.assertEqual(set(self.view.accepted()[1]), {"va", "va2", "vb", "vc"})  # not taken for a VM
+
+    def test_failover_and_additions_are_not_held(self):
+        before = {h: self.state(h)[0] for h in ("a", "c")}
+        self.view.delete(P + "hosts/b")           # udp:7000 fails over to va2 on a
+        self.assertEqual(self.waits("c", before["c"]), {})
+        failed = {h: self.state(h)[0] for h in ("a", "c")}
+        self.put("hosts/b", HOST_B)               # b is back: its VM's range returns, after b has applied it
+        self.assertEqual(self.waits("c", failed["c"]), {"udp:7000": ("b", self.rev)})
+        self.assertEqual(self.waits("a", failed["a"]), {"udp:7000": ("b", self.rev)})
+        # A range new to the cluster moves no frame: added at once.
+        before = self.state("a")[0]
+        self.put("vms/vb", vm("b", "52:54:00:00:0b:01", ["udp:7000", "udp:7100"], backup="va2"))
+        self.assertEqual(self.waits("a", before), {})
+
+    def test_a_move_to_a_host_that_is_down_is_not_held(self):
+        before = self.state("a")[0]
+        self.view.delete(P + "hosts/c")
+        self.put("vms/va", vm("a", "52:54:00:00:0a:01", ["tcp:5000-5099"]))
+        self.put("vms/vc", vm("c", "52:54:00:00:0c:02", ["udp:9000", "udp:6000"]))
+        # vc's host is down and vc has no backup: nobody serves udp:6000, nothing to move or wait for.
+        self.assertEqual(self.waits("a", before), {})
+
+    def test_only_the_new_owners_host_has_a_revision_to_publish(self):
+        before, revision = self.move_9000_from_vc_to_vb()
+        published = {}
+        for me in ("a", "b", "c"):
+            want, _, vms = self.state(me)
+            published[me] = model.own_change_revision(me, want, vms, self.view.mod_revision)
+        # b serves udp:9000 now, from the move's revision: what a and c wait for.
+        self.assertEqual(published["b"], revision)
+        # Neither a nor c serves a range that changed: a move elsewhere costs them no write.
+        self.assertLess(published["a"], revision - 1)
+        self.assertEqual(published["c"], 0)  # vc serves nothing any more
+        # A range served as a backup is never waited for, so it does not count either.
+        self.view.delete(P + "hosts/b")
+        want, _, vms = self.state("a")
+        self.assertEqual(want.servers["udp:7000"], ("va2", True))
+        self.assertEqual(model.own_change_revision("a", want, vms, self.view.mod_revision), published["a"])
+
+    def test_a_held_move_is_let_through_once_its_wait_runs_out(self):
+        holds = model.HeldMoves(wait_s=1.0)
+        owners = {"udp:9000": "host_b", "udp:7000": "host_b"}
+        pending = {"udp:9000": ("b", 12)}
+        self.assertEqual(holds.update(pending, owners, now=100.0), ({"udp:9000"}, []))
+        self.assertEqual(holds.next_deadline(), 101.0)
+        self.assertEqual(holds.update(pending, owners, now=100.5), ({"udp:9000"}, []))
+        self.assertEqual((holds.waits, holds.timeouts), (1, 0))
+        # Still unmet at the deadline: sent anyway, counted, forgotten.
+        self.assertEqual(holds.update(pending, owners, now=101.0), (set(), [("udp:9000", "b", 12)]))
+        self.assertEqual((holds.waits, holds.timeouts), (1, 1))
+        self.assertIsNone(holds.next_deadline())
+        # Met before the deadline (no longer pending): released, no timeout.
+        holds.update({"udp:7000": ("b", 20)}, owners, now=200.0)
+        self.assertEqual(holds.update({}, owners, now=200.2), (set(), []))
+        self.assertEqual((holds.waits, holds.timeouts), (2, 1))
+        # A newer change of the same range is a new wait with its own deadline.
+        holds.update({"udp:7000": ("b", 20)}, owners, now=300.0)
+        self.assertEqual(holds.update({"udp:7000": ("b", 25)}, owners, now=300.9), ({"udp:7000"}, []))
+        self.assertEqual(holds.next_deadline(), 301.9)
+        self.assertEqual(holds.waits, 4)
+
+    def test_an_applied_value_is_checked_like_any_other(self):
+        self.put("applied/b", {"revision": -1})
+        self.put("applied/c", b"{not json")
+        self.assertEqual(self.view.applied_revisions(), {})
+        self.assertIn(P + "applied/b", self.view.refused)
+        self.assertIn(P + "applied/c", self.view.refused)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
