@@ -142,7 +142,8 @@ int Worker::run() {
 }
 
 // Inlined into the burst loops: it runs for every frame, and the common case is a few loads and compares.
-__attribute__((always_inline)) inline ParsedFrame Worker::parse(rte_mbuf* m, uint8_t* scratch) const {
+__attribute__((always_inline)) inline ParsedFrame Worker::parse(rte_mbuf* m, uint8_t* scratch,
+                                                                Ipv4ChecksumState ip4_checksum) const {
     uint32_t frame_len = rte_pktmbuf_pkt_len(m);
     uint32_t available = rte_pktmbuf_data_len(m);
     const uint8_t* data = rte_pktmbuf_mtod(m, const uint8_t*);
@@ -154,7 +155,18 @@ __attribute__((always_inline)) inline ParsedFrame Worker::parse(rte_mbuf* m, uin
             available = want;
         }
     }
-    return parse_frame(data, available, frame_len);
+    return parse_frame(data, available, frame_len, ip4_checksum);
+}
+
+// RTE_MBUF_F_RX_IP_CKSUM_NONE (the data is wrong but the header was vouched for elsewhere) is not trusted:
+// the frame would leave with that wrong checksum.
+__attribute__((always_inline)) inline Ipv4ChecksumState Worker::uplink_ip4_checksum(const rte_mbuf* m) const {
+    if (!shared_.uplink_checks_ip4_checksum) return Ipv4ChecksumState::kUnchecked;
+    switch (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) {
+        case RTE_MBUF_F_RX_IP_CKSUM_GOOD: return Ipv4ChecksumState::kGood;
+        case RTE_MBUF_F_RX_IP_CKSUM_BAD: return Ipv4ChecksumState::kBad;
+        default: return Ipv4ChecksumState::kUnchecked;
+    }
 }
 
 // Uplink to inside: plan every frame, classify the ones for a shared address with the firewall in one
@@ -178,7 +190,7 @@ void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
     for (uint16_t i = 0; i < n; ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
     for (uint16_t i = 0; i < n; ++i) {
         rte_mbuf* m = pkts[i];
-        new (&parsed[i]) ParsedFrame(parse(m, scratch));
+        new (&parsed[i]) ParsedFrame(parse(m, scratch, uplink_ip4_checksum(m)));
         // A tunnel frame from a peer carries a frame that host's portmux sent here: it is switched as if it
         // had arrived on the uplink itself. One pointer test when no tunnel is configured.
         bool via_vxlan = false;
@@ -186,7 +198,8 @@ void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
             m = decapsulate(*snap.vxlan, m, parsed[i]);
             if (m == nullptr) continue;
             via_vxlan = true;
-            new (&parsed[i]) ParsedFrame(parse(m, scratch));
+            // The NIC's verdict was about the outer header: the inner one is checked here.
+            new (&parsed[i]) ParsedFrame(parse(m, scratch, Ipv4ChecksumState::kUnchecked));
         }
         UplinkPlan plan = plan_uplink_frame(parsed[i], snap.shared);
         bool reassembled = false;
@@ -195,7 +208,8 @@ void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
             if (m == nullptr) continue;  // held until its other fragments arrive (or dropped and counted)
             counters_->add(SwitchCounter::reassembled);
             reassembled = true;
-            new (&parsed[i]) ParsedFrame(parse(m, scratch));
+            // Every fragment's header was verified; reassemble() wrote the whole datagram's checksum.
+            new (&parsed[i]) ParsedFrame(parse(m, scratch, Ipv4ChecksumState::kGood));
             plan = plan_uplink_frame(parsed[i], snap.shared);
             if (plan.step == UplinkStep::kReassemble) plan = {UplinkStep::kDrop, SwitchCounter::drop_fragment};
         }
@@ -538,7 +552,10 @@ void Worker::handle_vm(const Snapshot& snap, uint16_t port_index, rte_mbuf** pkt
 }
 
 void Worker::vm_frame(const Snapshot& snap, uint16_t port_index, OwnerId self, rte_mbuf* m, uint8_t* scratch) {
-    ParsedFrame parsed = parse(m, scratch);
+    // A guest's IPv4 header checksum is never offloaded (virtio has no such feature; TSO segments and
+    // partial checksums were completed above, header included): a wrong one is the guest's fault and is
+    // dropped here, counted, rather than by the next router without a trace.
+    ParsedFrame parsed = parse(m, scratch, Ipv4ChecksumState::kUnchecked);
     // The rewrites below touch only headers; they must be contiguous (they are, but for exotic chains).
     if (rte_pktmbuf_data_len(m) < rte_pktmbuf_pkt_len(m) && rte_pktmbuf_data_len(m) < kParseWindow &&
         rte_pktmbuf_linearize(m) != 0) {

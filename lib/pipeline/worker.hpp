@@ -67,6 +67,8 @@ struct WorkerShared {
     VmCapture* capture = nullptr;    // captures of VM ports (null: none can run)
     GuestOffloadContext offload;     // finishing guests' checksum and TSO frames before the uplink
     uint16_t mtu = 1500;      // largest IP packet sent to a VM or the host without fragmenting it
+    // The uplink was configured with RTE_ETH_RX_OFFLOAD_IPV4_CKSUM: its mbufs' RX_IP_CKSUM flags are trusted.
+    bool uplink_checks_ip4_checksum = false;
     uint32_t host_rate_pps = 0;  // frames per second this worker may hand to the host port (0: no limit)
     ConnectionsConfig connections;  // each worker's connection table for load-balanced groups
 };
@@ -115,7 +117,9 @@ private:
     bool vm_port_connected(uint16_t port_index) const;
 
     // Parses an mbuf, linearising the first bytes of a chained mbuf into `scratch`.
-    ParsedFrame parse(rte_mbuf* m, uint8_t* scratch) const;
+    ParsedFrame parse(rte_mbuf* m, uint8_t* scratch, Ipv4ChecksumState ip4_checksum) const;
+    // What the uplink's NIC says about an IPv4 header checksum (only when it was asked to check them).
+    Ipv4ChecksumState uplink_ip4_checksum(const rte_mbuf* m) const;
     rte_mbuf* reassemble(rte_mbuf* m, const ParsedFrame& parsed, uint64_t now);
     // `lb`: the burst's load-balancing context, null when the snapshot has no group. `address`: the index
     // of the frame's shared address (its range table), found once when the frame was planned.
