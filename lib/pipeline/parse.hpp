@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <new>
 
 #include "core/port_range.hpp"
 #include "packet/checksum.hpp"
@@ -103,6 +104,16 @@ inline ParsedFrame parse_frame(const uint8_t* data, uint32_t available, uint32_t
     if (!parse_frame_fast(data, available, frame_len, f, ip4_checksum))
         f = parse_frame_full(data, available, frame_len, ip4_checksum);
     return f;
+}
+
+// parse_frame() into raw storage `out` (constructed here), saying whether the straight path took the frame:
+// then it is untagged IPv4/IPv6 TCP/UDP, not a fragment, and plan_common_frame() applies. Pure function.
+inline bool parse_frame_into(const uint8_t* data, uint32_t available, uint32_t frame_len,
+                             Ipv4ChecksumState ip4_checksum, ParsedFrame* out) {
+    new (out) ParsedFrame;
+    if (parse_frame_fast(data, available, frame_len, *out, ip4_checksum)) return true;
+    *out = parse_frame_full(data, available, frame_len, ip4_checksum);
+    return false;
 }
 
 // Two results are the same parse: every field equal, the optional arrays (ndp_target, quoted_src) only

@@ -142,20 +142,38 @@ int Worker::run() {
 }
 
 // Inlined into the burst loops: it runs for every frame, and the common case is a few loads and compares.
-__attribute__((always_inline)) inline ParsedFrame Worker::parse(rte_mbuf* m, uint8_t* scratch,
-                                                                Ipv4ChecksumState ip4_checksum) const {
-    uint32_t frame_len = rte_pktmbuf_pkt_len(m);
-    uint32_t available = rte_pktmbuf_data_len(m);
+namespace {
+
+// The bytes the parser reads: the first segment, or a linearised copy of a chained mbuf's first bytes.
+__attribute__((always_inline)) inline const uint8_t* parse_window(rte_mbuf* m, uint8_t* scratch, uint32_t* available) {
+    const uint32_t frame_len = rte_pktmbuf_pkt_len(m);
+    *available = rte_pktmbuf_data_len(m);
     const uint8_t* data = rte_pktmbuf_mtod(m, const uint8_t*);
-    if (available < frame_len && available < kParseWindow) {
-        uint32_t want = frame_len < kParseWindow ? frame_len : kParseWindow;
+    if (*available < frame_len && *available < kParseWindow) {
+        const uint32_t want = frame_len < kParseWindow ? frame_len : kParseWindow;
         const void* copy = rte_pktmbuf_read(m, 0, want, scratch);
         if (copy != nullptr) {
             data = static_cast<const uint8_t*>(copy);
-            available = want;
+            *available = want;
         }
     }
-    return parse_frame(data, available, frame_len, ip4_checksum);
+    return data;
+}
+
+}  // namespace
+
+__attribute__((always_inline)) inline ParsedFrame Worker::parse(rte_mbuf* m, uint8_t* scratch,
+                                                                Ipv4ChecksumState ip4_checksum) const {
+    uint32_t available;
+    const uint8_t* data = parse_window(m, scratch, &available);
+    return parse_frame(data, available, rte_pktmbuf_pkt_len(m), ip4_checksum);
+}
+
+__attribute__((always_inline)) inline bool Worker::parse_into(rte_mbuf* m, uint8_t* scratch,
+                                                              Ipv4ChecksumState ip4_checksum, ParsedFrame* out) const {
+    uint32_t available;
+    const uint8_t* data = parse_window(m, scratch, &available);
+    return parse_frame_into(data, available, rte_pktmbuf_pkt_len(m), ip4_checksum, out);
 }
 
 // RTE_MBUF_F_RX_IP_CKSUM_NONE (the data is wrong but the header was vouched for elsewhere) is not trusted:
@@ -190,7 +208,7 @@ void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
     for (uint16_t i = 0; i < n; ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
     for (uint16_t i = 0; i < n; ++i) {
         rte_mbuf* m = pkts[i];
-        new (&parsed[i]) ParsedFrame(parse(m, scratch, uplink_ip4_checksum(m)));
+        bool common = parse_into(m, scratch, uplink_ip4_checksum(m), &parsed[i]);
         // A tunnel frame from a peer carries a frame that host's portmux sent here: it is switched as if it
         // had arrived on the uplink itself. One pointer test when no tunnel is configured.
         bool via_vxlan = false;
@@ -199,9 +217,10 @@ void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
             if (m == nullptr) continue;
             via_vxlan = true;
             // The NIC's verdict was about the outer header: the inner one is checked here.
-            new (&parsed[i]) ParsedFrame(parse(m, scratch, Ipv4ChecksumState::kUnchecked));
+            common = parse_into(m, scratch, Ipv4ChecksumState::kUnchecked, &parsed[i]);
         }
-        UplinkPlan plan = plan_uplink_frame(parsed[i], snap.shared);
+        UplinkPlan plan =
+            common ? plan_common_frame(parsed[i], snap.shared) : plan_uplink_frame(parsed[i], snap.shared);
         bool reassembled = false;
         if (plan.step == UplinkStep::kReassemble) {
             m = reassemble(m, parsed[i], now);

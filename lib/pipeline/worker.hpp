@@ -118,6 +118,8 @@ private:
 
     // Parses an mbuf, linearising the first bytes of a chained mbuf into `scratch`.
     ParsedFrame parse(rte_mbuf* m, uint8_t* scratch, Ipv4ChecksumState ip4_checksum) const;
+    // parse() into raw storage; true when the straight path took the frame (see parse_frame_into).
+    bool parse_into(rte_mbuf* m, uint8_t* scratch, Ipv4ChecksumState ip4_checksum, ParsedFrame* out) const;
     // What the uplink's NIC says about an IPv4 header checksum (only when it was asked to check them).
     Ipv4ChecksumState uplink_ip4_checksum(const rte_mbuf* m) const;
     rte_mbuf* reassemble(rte_mbuf* m, const ParsedFrame& parsed, uint64_t now);

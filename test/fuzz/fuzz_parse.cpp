@@ -122,6 +122,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
 
     const UplinkPlan plan = plan_uplink_frame(p, fx.shared);
+    {
+        // The shortcut plan for frames the straight path takes is the full plan.
+        ParsedFrame into;
+        const bool common = parse_frame_into(frame.data(), length, length, Ipv4ChecksumState::kGood, &into);
+        FUZZ_CHECK(same_parse(into, p));
+        if (common) {
+            const UplinkPlan quick = plan_common_frame(into, fx.shared);
+            FUZZ_CHECK(quick.step == plan.step && quick.drop_reason == plan.drop_reason);
+            // And with a second shared IPv4 address, taken from the frame itself half of the time.
+            SharedAddresses two = fx.shared;
+            two.extra_ip4_count = 1;
+            two.extra_ip4[0] = (length & 1) != 0 && into.kind == FrameKind::kIpv4 ? into.key.v4.dst : Fixture::htonl_(0xc000020b);
+            const UplinkPlan full2 = plan_uplink_frame(into, two);
+            const UplinkPlan quick2 = plan_common_frame(into, two);
+            FUZZ_CHECK(quick2.step == full2.step && quick2.drop_reason == full2.drop_reason);
+        }
+    }
     FUZZ_CHECK(static_cast<uint8_t>(plan.step) <= static_cast<uint8_t>(UplinkStep::kFirewall));
     FUZZ_CHECK(valid_counter(plan.drop_reason));
     if (p.kind == FrameKind::kMalformed) FUZZ_CHECK(plan.step == UplinkStep::kDrop || plan.step == UplinkStep::kToHost);
