@@ -25,6 +25,8 @@ struct rte_ip_frag_death_row;
 
 namespace portmux {
 
+struct DeliveryDecision;
+
 enum class LbEvent : uint8_t;
 struct LbContext;
 
@@ -123,10 +125,11 @@ private:
     // What the uplink's NIC says about an IPv4 header checksum (only when it was asked to check them).
     Ipv4ChecksumState uplink_ip4_checksum(const rte_mbuf* m) const;
     rte_mbuf* reassemble(rte_mbuf* m, const ParsedFrame& parsed, uint64_t now);
-    // `lb`: the burst's load-balancing context, null when the snapshot has no group. `address`: the index
+    // Carries out `decision` (decide_delivery's) for a packet the firewall accepted; the common case, to a VM
+    // without port translation and not reassembled, is done inline in handle_uplink. `address`: the index
     // of the frame's shared address (its range table), found once when the frame was planned.
-    void deliver(const Snapshot& snap, const LbContext* lb, rte_mbuf* m, const ParsedFrame& parsed, unsigned address,
-                 bool reassembled, bool via_vxlan);
+    void deliver(const Snapshot& snap, const DeliveryDecision& decision, rte_mbuf* m, const ParsedFrame& parsed,
+                 unsigned address, bool reassembled, bool via_vxlan);
     // VXLAN (docs/remote-vms.md): unwraps a tunnel frame from a peer (nullptr: dropped and counted), and
     // wraps a frame for a remote VM and queues it on the uplink.
     rte_mbuf* decapsulate(const VxlanSettings& vxlan, rte_mbuf* m, const ParsedFrame& outer);
