@@ -200,6 +200,11 @@ void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
     bool fw_via_vxlan[kBurstSize];
     uint8_t fw_address[kBurstSize];  // index of the shared address (range table) each frame is for
     uint16_t fw_count = 0;
+    // The firewall's keys, grouped by address family as the frames are planned (one call per family below).
+    const FlowKey4* keys4[kBurstSize];
+    const FlowKey6* keys6[kBurstSize];
+    uint16_t slot4[kBurstSize], slot6[kBurstSize];  // index into the fw_* arrays
+    uint16_t n4 = 0, n6 = 0;
     alignas(8) uint8_t scratch[kParseWindow];
     const uint64_t now = rte_rdtsc();
     refill_host_tokens(now);
@@ -247,6 +252,14 @@ void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
                     const L4Proto proto = parsed[i].ip_proto == kIpProtoTcp ? L4Proto::kTcp : L4Proto::kUdp;
                     rte_prefetch0(&snap.table_at[address]->owner[static_cast<unsigned>(proto)][parsed[i].dst_port]);
                 }
+                // Only IPv4 and IPv6 frames are planned to the firewall.
+                if (parsed[i].kind == FrameKind::kIpv4) {
+                    keys4[n4] = &parsed[i].key.v4;
+                    slot4[n4++] = fw_count;
+                } else {
+                    keys6[n6] = &parsed[i].key.v6;
+                    slot6[n6++] = fw_count;
+                }
                 fw_address[fw_count] = static_cast<uint8_t>(address);
                 fw_pkts[fw_count] = m;
                 fw_index[fw_count] = i;
@@ -260,20 +273,6 @@ void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
     if (fw_count == 0) return;
 
     // The firewall, once per address family for the whole burst.
-    const FlowKey4* keys4[kBurstSize];
-    const FlowKey6* keys6[kBurstSize];
-    uint16_t slot4[kBurstSize], slot6[kBurstSize];
-    uint16_t n4 = 0, n6 = 0;
-    for (uint16_t k = 0; k < fw_count; ++k) {
-        const ParsedFrame& p = parsed[fw_index[k]];
-        if (p.kind == FrameKind::kIpv4) {
-            keys4[n4] = &p.key.v4;
-            slot4[n4++] = k;
-        } else {
-            keys6[n6] = &p.key.v6;
-            slot6[n6++] = k;
-        }
-    }
     bool drop4[kBurstSize], drop6[kBurstSize], fw_drop[kBurstSize];
     if (n4 != 0) snap.firewall->classify_v4(keys4, drop4, n4);
     if (n6 != 0) snap.firewall->classify_v6(keys6, drop6, n6);
