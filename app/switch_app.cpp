@@ -202,6 +202,7 @@ int run_switch(const CommandLine& command_line, const Config& config) {
         shared.pool = ports->pool();
         shared.indirect_pool = ports->indirect_pool();
         shared.uplink_mac = ports->uplink().mac;
+        shared.uplink_checks_ip4_checksum = ports->uplink().rx_checks_ip4_checksum;
         shared.port_count = static_cast<uint16_t>(kFirstVmPortIndex + kMaxVms);
         shared.worker_count = static_cast<unsigned>(worker_lcores.size());
         shared.vhost = &ports->vhost_slots();

@@ -49,9 +49,16 @@ EthdevLimits query_ethdev(uint16_t eth_port) {
     return limits;
 }
 
-void configure_and_start_ethdev(uint16_t eth_port, const std::string& what, uint16_t rx_queues, uint16_t tx_queues,
-                                rte_mempool* pool) {
+bool configure_and_start_ethdev(uint16_t eth_port, const std::string& what, uint16_t rx_queues, uint16_t tx_queues,
+                                rte_mempool* pool, bool want_ip4_checksum) {
     rte_eth_conf conf{};
+    bool ip4_checksum = false;
+    if (want_ip4_checksum) {
+        rte_eth_dev_info info{};
+        ip4_checksum = rte_eth_dev_info_get(eth_port, &info) == 0 &&
+                       (info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_IPV4_CKSUM) != 0;
+        if (ip4_checksum) conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_IPV4_CKSUM;
+    }
     if (rx_queues > 1) {
         EthdevLimits limits = query_ethdev(eth_port);
         conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
@@ -78,6 +85,7 @@ void configure_and_start_ethdev(uint16_t eth_port, const std::string& what, uint
     }
     rc = rte_eth_dev_start(eth_port);
     if (rc != 0) throw StartupError(fmt::format("{}: cannot start the port: {}", what, rte_strerror(-rc)));
+    return ip4_checksum;
 }
 
 void stop_and_close_ethdev(uint16_t eth_port) {

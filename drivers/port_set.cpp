@@ -188,9 +188,12 @@ PortSet::~PortSet() {
 }
 
 void PortSet::open_port(Port& port) {
-    configure_and_start_ethdev(port.eth_port, port_label(port), port.rx_queues, port.tx_queues, pool_);
-    PMX_LOG_INFO("{}: port {} ({}), {} rx / {} tx queues", port_label(port), port.eth_port, port.devargs,
-                 port.rx_queues, port.tx_queues);
+    // Only the uplink's IPv4 headers are verified on arrival (the host's frames are forwarded unread).
+    port.rx_checks_ip4_checksum = configure_and_start_ethdev(port.eth_port, port_label(port), port.rx_queues,
+                                                             port.tx_queues, pool_, port.role == PortRole::kUplink);
+    PMX_LOG_INFO("{}: port {} ({}), {} rx / {} tx queues{}", port_label(port), port.eth_port, port.devargs,
+                 port.rx_queues, port.tx_queues,
+                 port.rx_checks_ip4_checksum ? ", IPv4 header checksums checked by the NIC" : "");
 }
 
 std::vector<WorkerSetup> PortSet::plan_workers() {

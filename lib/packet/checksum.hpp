@@ -56,4 +56,19 @@ inline uint16_t csum_replace16(uint16_t checksum, uint16_t old_word, uint16_t ne
     return csum_finish(sum);
 }
 
+// True when an IPv4 header of `header_len` bytes (a multiple of 4, at least 20) carries a correct header
+// checksum: the one's-complement sum of all its 16-bit words, the checksum included, is 0xffff (-0).
+// One's-complement sums are sums modulo 0xffff, and 2^16 = 1 modulo 0xffff, so the 32-bit words may be
+// added as plain integers in host byte order (byte order does not matter either: 2^8 * 2^8 = 1) and the
+// total tested for a multiple of 0xffff; it is never 0, as the first byte (version and IHL) is not.
+inline bool ipv4_header_checksum_ok(const uint8_t* ip, uint32_t header_len) {
+    uint64_t acc = 0;
+    for (uint32_t i = 0; i < header_len; i += 4) {
+        uint32_t word;
+        __builtin_memcpy(&word, ip + i, 4);
+        acc += word;
+    }
+    return acc % 0xffffu == 0;
+}
+
 }  // namespace portmux::wire

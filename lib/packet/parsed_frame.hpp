@@ -13,6 +13,14 @@ enum class FrameKind : uint8_t {
     kMalformed,  // headers truncated or lying about their lengths: never reaches a VM
 };
 
+// What is already known about a frame's IPv4 header checksum: the parse stage verifies it in software unless the
+// NIC did (an uplink configured with RTE_ETH_RX_OFFLOAD_IPV4_CKSUM, or a header portmux itself rewrote).
+enum class Ipv4ChecksumState : uint8_t {
+    kUnchecked,  // verify in software
+    kGood,       // trusted: not read again
+    kBad,        // the NIC found it wrong: the frame is malformed
+};
+
 // The firewall's input, laid out for rte_acl: the first field is one byte, addresses and ports stay in
 // network byte order exactly as on the wire. Ports are zero when the packet carries none (not TCP/UDP,
 // or a non-first fragment).

@@ -33,6 +33,15 @@ struct UplinkPlan {
 // Steps 1, 2 and the fragment and malformation parts of 4 and 6. Pure function.
 UplinkPlan plan_uplink_frame(const ParsedFrame& frame, const SharedAddresses& shared);
 
+// plan_uplink_frame() for a frame parse_frame_fast() took (untagged IPv4/IPv6 TCP/UDP, not a fragment):
+// only the destination address matters then, so the switch over every kind is skipped. Gives exactly
+// plan_uplink_frame()'s plan for such a frame (the fuzz target checks it). Pure function.
+inline UplinkPlan plan_common_frame(const ParsedFrame& frame, const SharedAddresses& shared) {
+    const bool for_shared =
+        frame.kind == FrameKind::kIpv4 ? shared.is_ip4(frame.key.v4.dst) : shared.is_ip6(frame.key.v6.dst);
+    return UplinkPlan{for_shared ? UplinkStep::kFirewall : UplinkStep::kToHost, SwitchCounter::drop_malformed};
+}
+
 enum class Delivery : uint8_t {
     kVm,      // to owner `owner` (an enabled VM)
     kHost,    // to the host port

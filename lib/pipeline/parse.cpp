@@ -113,7 +113,7 @@ void parse_icmp_error(const uint8_t* data, uint32_t readable, uint32_t l3_end, b
     f.quoted_src_port = load16(data + quoted_l4);
 }
 
-ParsedFrame parse_ipv4(const uint8_t* data, uint32_t readable, uint32_t frame_len) {
+ParsedFrame parse_ipv4(const uint8_t* data, uint32_t readable, uint32_t frame_len, Ipv4ChecksumState ip4_checksum) {
     ParsedFrame f;
     f.l3_offset = kEthHeaderLen;
     if (readable - kEthHeaderLen < kIpv4MinHeaderLen) return malformed(kEthHeaderLen);
@@ -124,6 +124,11 @@ ParsedFrame parse_ipv4(const uint8_t* data, uint32_t readable, uint32_t frame_le
         total_len < header_len || total_len > frame_len - kEthHeaderLen) {
         return malformed(kEthHeaderLen);
     }
+    // Once the header is known to be readable (options included), before any more of it is believed: a
+    // corrupted header's fragment bits, protocol and addresses mean nothing.
+    if (ip4_checksum == Ipv4ChecksumState::kBad ||
+        (ip4_checksum == Ipv4ChecksumState::kUnchecked && !wire::ipv4_header_checksum_ok(ip, header_len)))
+        return malformed(kEthHeaderLen);
     const uint16_t frag = load16(ip + 6);
     const bool more_fragments = (frag & 0x2000) != 0;
     const uint16_t frag_offset = frag & 0x1fff;
@@ -212,7 +217,8 @@ ParsedFrame parse_ipv6(const uint8_t* data, uint32_t readable, uint32_t frame_le
 
 }  // namespace
 
-ParsedFrame parse_frame_full(const uint8_t* data, uint32_t available, uint32_t frame_len) {
+ParsedFrame parse_frame_full(const uint8_t* data, uint32_t available, uint32_t frame_len,
+                             Ipv4ChecksumState ip4_checksum) {
     // Trust neither argument alone: a header must lie within both what is readable and the frame itself.
     const uint32_t readable = available < frame_len ? available : frame_len;
     // A runt frame carries no usable header at all: count it as malformed rather than hand it on.
@@ -220,7 +226,7 @@ ParsedFrame parse_frame_full(const uint8_t* data, uint32_t available, uint32_t f
 
     switch (load16(data + 12)) {
         case kEtherTypeIpv4:
-            return parse_ipv4(data, readable, frame_len);
+            return parse_ipv4(data, readable, frame_len, ip4_checksum);
         case kEtherTypeIpv6:
             return parse_ipv6(data, readable, frame_len);
         case kEtherTypeArp: {

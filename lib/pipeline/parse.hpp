@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <new>
 
 #include "core/port_range.hpp"
 #include "packet/checksum.hpp"
@@ -15,16 +16,19 @@ namespace portmux {
 // first segment, or a linearised copy of the first bytes of a chained mbuf). Never reads past `available`.
 // A header that would extend past `available` or `frame_len`, IHL < 5, an IPv4/IPv6 length beyond the
 // frame, a TCP data offset < 5, a UDP length below 8 or beyond the IP payload, or an extension header chain
-// longer than the parser walks, all give kind == kMalformed when the packet is IP (ARP that is too short or
-// not Ethernet/IPv4 gives kOther: it is the host's business).
+// longer than the parser walks, or an IPv4 header whose checksum is wrong (`ip4_checksum` says whether to
+// verify it), all give kind == kMalformed when the packet is IP (ARP that is too short or not Ethernet/IPv4
+// gives kOther: it is the host's business).
 // Thread safety: pure function.
-ParsedFrame parse_frame_full(const uint8_t* data, uint32_t available, uint32_t frame_len);
+ParsedFrame parse_frame_full(const uint8_t* data, uint32_t available, uint32_t frame_len,
+                             Ipv4ChecksumState ip4_checksum = Ipv4ChecksumState::kUnchecked);
 
 // The common case in one straight path: untagged IPv4 without options and not a fragment, or IPv6 without
 // extension headers, carrying TCP or UDP whose header is complete and consistent. Fills `f` (which must hold
 // a default-constructed ParsedFrame) and returns true only when the result is what parse_frame_full()
 // gives; anything else returns false with `f` untouched, for the full parser. Pure function.
-inline bool parse_frame_fast(const uint8_t* data, uint32_t available, uint32_t frame_len, ParsedFrame& f) {
+inline bool parse_frame_fast(const uint8_t* data, uint32_t available, uint32_t frame_len, ParsedFrame& f,
+                             Ipv4ChecksumState ip4_checksum = Ipv4ChecksumState::kUnchecked) {
     constexpr uint32_t kL3 = 14;
     const uint32_t readable = available < frame_len ? available : frame_len;
     // The shortest frame this path takes: IPv4 and UDP (14 + 20 + 8). Each header is checked against
@@ -40,6 +44,10 @@ inline bool parse_frame_fast(const uint8_t* data, uint32_t available, uint32_t f
         if (ip[0] != 0x45 || (wire::load16(ip + 6) & 0x3fff) != 0) return false;
         l3_len = wire::load16(ip + 2);
         if (l3_len < 20) return false;
+        // A wrong checksum is the full parser's to call malformed; 20 bytes are readable here.
+        if (ip4_checksum != Ipv4ChecksumState::kGood &&
+            (ip4_checksum == Ipv4ChecksumState::kBad || !wire::ipv4_header_checksum_ok(ip, 20)))
+            return false;
         l4 = kL3 + 20;
         proto = ip[9];
     } else if (ether_type == 0x86dd) {
@@ -90,10 +98,22 @@ inline bool parse_frame_fast(const uint8_t* data, uint32_t available, uint32_t f
 
 // Parses one frame: parse_frame_fast() when it applies, parse_frame_full() otherwise; the result is
 // parse_frame_full()'s in every case (the fuzz target checks that on every input). Pure function.
-inline ParsedFrame parse_frame(const uint8_t* data, uint32_t available, uint32_t frame_len) {
+inline ParsedFrame parse_frame(const uint8_t* data, uint32_t available, uint32_t frame_len,
+                               Ipv4ChecksumState ip4_checksum = Ipv4ChecksumState::kUnchecked) {
     ParsedFrame f;
-    if (!parse_frame_fast(data, available, frame_len, f)) f = parse_frame_full(data, available, frame_len);
+    if (!parse_frame_fast(data, available, frame_len, f, ip4_checksum))
+        f = parse_frame_full(data, available, frame_len, ip4_checksum);
     return f;
+}
+
+// parse_frame() into raw storage `out` (constructed here), saying whether the straight path took the frame:
+// then it is untagged IPv4/IPv6 TCP/UDP, not a fragment, and plan_common_frame() applies. Pure function.
+inline bool parse_frame_into(const uint8_t* data, uint32_t available, uint32_t frame_len,
+                             Ipv4ChecksumState ip4_checksum, ParsedFrame* out) {
+    new (out) ParsedFrame;
+    if (parse_frame_fast(data, available, frame_len, *out, ip4_checksum)) return true;
+    *out = parse_frame_full(data, available, frame_len, ip4_checksum);
+    return false;
 }
 
 // Two results are the same parse: every field equal, the optional arrays (ndp_target, quoted_src) only

@@ -146,19 +146,49 @@ int Worker::run() {
 }
 
 // Inlined into the burst loops: it runs for every frame, and the common case is a few loads and compares.
-__attribute__((always_inline)) inline ParsedFrame Worker::parse(rte_mbuf* m, uint8_t* scratch) const {
-    uint32_t frame_len = rte_pktmbuf_pkt_len(m);
-    uint32_t available = rte_pktmbuf_data_len(m);
+namespace {
+
+// The bytes the parser reads: the first segment, or a linearised copy of a chained mbuf's first bytes.
+__attribute__((always_inline)) inline const uint8_t* parse_window(rte_mbuf* m, uint8_t* scratch, uint32_t* available) {
+    const uint32_t frame_len = rte_pktmbuf_pkt_len(m);
+    *available = rte_pktmbuf_data_len(m);
     const uint8_t* data = rte_pktmbuf_mtod(m, const uint8_t*);
-    if (available < frame_len && available < kParseWindow) {
-        uint32_t want = frame_len < kParseWindow ? frame_len : kParseWindow;
+    if (*available < frame_len && *available < kParseWindow) {
+        const uint32_t want = frame_len < kParseWindow ? frame_len : kParseWindow;
         const void* copy = rte_pktmbuf_read(m, 0, want, scratch);
         if (copy != nullptr) {
             data = static_cast<const uint8_t*>(copy);
-            available = want;
+            *available = want;
         }
     }
-    return parse_frame(data, available, frame_len);
+    return data;
+}
+
+}  // namespace
+
+__attribute__((always_inline)) inline ParsedFrame Worker::parse(rte_mbuf* m, uint8_t* scratch,
+                                                                Ipv4ChecksumState ip4_checksum) const {
+    uint32_t available;
+    const uint8_t* data = parse_window(m, scratch, &available);
+    return parse_frame(data, available, rte_pktmbuf_pkt_len(m), ip4_checksum);
+}
+
+__attribute__((always_inline)) inline bool Worker::parse_into(rte_mbuf* m, uint8_t* scratch,
+                                                              Ipv4ChecksumState ip4_checksum, ParsedFrame* out) const {
+    uint32_t available;
+    const uint8_t* data = parse_window(m, scratch, &available);
+    return parse_frame_into(data, available, rte_pktmbuf_pkt_len(m), ip4_checksum, out);
+}
+
+// RTE_MBUF_F_RX_IP_CKSUM_NONE (the data is wrong but the header was vouched for elsewhere) is not trusted:
+// the frame would leave with that wrong checksum.
+__attribute__((always_inline)) inline Ipv4ChecksumState Worker::uplink_ip4_checksum(const rte_mbuf* m) const {
+    if (!shared_.uplink_checks_ip4_checksum) return Ipv4ChecksumState::kUnchecked;
+    switch (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) {
+        case RTE_MBUF_F_RX_IP_CKSUM_GOOD: return Ipv4ChecksumState::kGood;
+        case RTE_MBUF_F_RX_IP_CKSUM_BAD: return Ipv4ChecksumState::kBad;
+        default: return Ipv4ChecksumState::kUnchecked;
+    }
 }
 
 // Uplink to inside: plan every frame, classify the ones for a shared address with the firewall in one
@@ -174,6 +204,11 @@ void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
     Arrival fw_arrival[kBurstSize];
     uint8_t fw_address[kBurstSize];  // index of the shared address (range table) each frame is for
     uint16_t fw_count = 0;
+    // The firewall's keys, grouped by address family as the frames are planned (one call per family below).
+    const FlowKey4* keys4[kBurstSize];
+    const FlowKey6* keys6[kBurstSize];
+    uint16_t slot4[kBurstSize], slot6[kBurstSize];  // index into the fw_* arrays
+    uint16_t n4 = 0, n6 = 0;
     alignas(8) uint8_t scratch[kParseWindow];
     const uint64_t now = rte_rdtsc();
     refill_host_tokens(now);
@@ -182,7 +217,7 @@ void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
     for (uint16_t i = 0; i < n; ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
     for (uint16_t i = 0; i < n; ++i) {
         rte_mbuf* m = pkts[i];
-        new (&parsed[i]) ParsedFrame(parse(m, scratch));
+        bool common = parse_into(m, scratch, uplink_ip4_checksum(m), &parsed[i]);
         // A tunnel frame from a peer carries a frame that host's portmux sent here: it is switched as if it
         // had arrived on the uplink itself. One pointer test when no tunnel is configured.
         Arrival arrival = Arrival::kUplink;
@@ -191,16 +226,19 @@ void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
             m = decapsulate(*snap.vxlan, m, parsed[i], resent);
             if (m == nullptr) continue;
             arrival = resent ? Arrival::kTunnelResent : Arrival::kTunnel;
-            new (&parsed[i]) ParsedFrame(parse(m, scratch));
+            // The NIC's verdict was about the outer header: the inner one is checked here.
+            common = parse_into(m, scratch, Ipv4ChecksumState::kUnchecked, &parsed[i]);
         }
-        UplinkPlan plan = plan_uplink_frame(parsed[i], snap.shared);
+        UplinkPlan plan =
+            common ? plan_common_frame(parsed[i], snap.shared) : plan_uplink_frame(parsed[i], snap.shared);
         bool reassembled = false;
         if (plan.step == UplinkStep::kReassemble) {
             m = reassemble(m, parsed[i], now);
             if (m == nullptr) continue;  // held until its other fragments arrive (or dropped and counted)
             counters_->add(SwitchCounter::reassembled);
             reassembled = true;
-            new (&parsed[i]) ParsedFrame(parse(m, scratch));
+            // Every fragment's header was verified; reassemble() wrote the whole datagram's checksum.
+            new (&parsed[i]) ParsedFrame(parse(m, scratch, Ipv4ChecksumState::kGood));
             plan = plan_uplink_frame(parsed[i], snap.shared);
             if (plan.step == UplinkStep::kReassemble) plan = {UplinkStep::kDrop, SwitchCounter::drop_fragment};
         }
@@ -219,6 +257,14 @@ void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
                     const L4Proto proto = parsed[i].ip_proto == kIpProtoTcp ? L4Proto::kTcp : L4Proto::kUdp;
                     rte_prefetch0(&snap.table_at[address]->owner[static_cast<unsigned>(proto)][parsed[i].dst_port]);
                 }
+                // Only IPv4 and IPv6 frames are planned to the firewall.
+                if (parsed[i].kind == FrameKind::kIpv4) {
+                    keys4[n4] = &parsed[i].key.v4;
+                    slot4[n4++] = fw_count;
+                } else {
+                    keys6[n6] = &parsed[i].key.v6;
+                    slot6[n6++] = fw_count;
+                }
                 fw_address[fw_count] = static_cast<uint8_t>(address);
                 fw_pkts[fw_count] = m;
                 fw_index[fw_count] = i;
@@ -232,20 +278,6 @@ void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
     if (fw_count == 0) return;
 
     // The firewall, once per address family for the whole burst.
-    const FlowKey4* keys4[kBurstSize];
-    const FlowKey6* keys6[kBurstSize];
-    uint16_t slot4[kBurstSize], slot6[kBurstSize];
-    uint16_t n4 = 0, n6 = 0;
-    for (uint16_t k = 0; k < fw_count; ++k) {
-        const ParsedFrame& p = parsed[fw_index[k]];
-        if (p.kind == FrameKind::kIpv4) {
-            keys4[n4] = &p.key.v4;
-            slot4[n4++] = k;
-        } else {
-            keys6[n6] = &p.key.v6;
-            slot6[n6++] = k;
-        }
-    }
     bool drop4[kBurstSize], drop6[kBurstSize], fw_drop[kBurstSize];
     if (n4 != 0) snap.firewall->classify_v4(keys4, drop4, n4);
     if (n6 != 0) snap.firewall->classify_v6(keys6, drop6, n6);
@@ -260,7 +292,21 @@ void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
             drop(fw_pkts[k], SwitchCounter::drop_firewall);
             continue;
         }
-        deliver(snap, lb, fw_pkts[k], parsed[fw_index[k]], fw_address[k], fw_reassembled[k], fw_arrival[k]);
+        const ParsedFrame& p = parsed[fw_index[k]];
+        const DeliveryDecision decision = decide_delivery(p, *snap.table_at[fw_address[k]], snap.owners.data(),
+                                                          snap.unmatched, lb);
+        // The common case without a call: an enabled VM's port, no port translation, not reassembled. It does
+        // exactly what deliver()'s kVm case does for such a packet.
+        if (decision.delivery == Delivery::kVm && decision.lb_event == LbEvent::kNone && snap.translation == nullptr &&
+            !fw_reassembled[k]) {
+            const OwnerTarget& target = snap.owners[decision.owner];
+            std::memcpy(&rte_pktmbuf_mtod(fw_pkts[k], rte_ether_hdr*)->dst_addr, target.mac.bytes.data(),
+                        RTE_ETHER_ADDR_LEN);
+            count(SwitchCounter::to_vm);
+            send(target.port, fw_pkts[k]);
+            continue;
+        }
+        deliver(snap, decision, fw_pkts[k], p, fw_address[k], fw_reassembled[k], fw_arrival[k]);
     }
 }
 
@@ -311,9 +357,8 @@ void Worker::send_remote(const Snapshot& snap, const OwnerTarget& target, rte_mb
     send(kUplinkPortIndex, m);
 }
 
-void Worker::deliver(const Snapshot& snap, const LbContext* lb, rte_mbuf* m, const ParsedFrame& parsed,
+void Worker::deliver(const Snapshot& snap, const DeliveryDecision& decision, rte_mbuf* m, const ParsedFrame& parsed,
                      unsigned address, bool reassembled, Arrival arrival) {
-    DeliveryDecision decision = decide_delivery(parsed, *snap.table_at[address], snap.owners.data(), snap.unmatched, lb);
     if (decision.lb_event != LbEvent::kNone) count_lb(decision.lb_event);
     switch (decision.delivery) {
         case Delivery::kVm: {
@@ -547,7 +592,10 @@ void Worker::handle_vm(const Snapshot& snap, uint16_t port_index, rte_mbuf** pkt
 }
 
 void Worker::vm_frame(const Snapshot& snap, uint16_t port_index, OwnerId self, rte_mbuf* m, uint8_t* scratch) {
-    ParsedFrame parsed = parse(m, scratch);
+    // A guest's IPv4 header checksum is never offloaded (virtio has no such feature; TSO segments and
+    // partial checksums were completed above, header included): a wrong one is the guest's fault and is
+    // dropped here, counted, rather than by the next router without a trace.
+    ParsedFrame parsed = parse(m, scratch, Ipv4ChecksumState::kUnchecked);
     // The rewrites below touch only headers; they must be contiguous (they are, but for exotic chains).
     if (rte_pktmbuf_data_len(m) < rte_pktmbuf_pkt_len(m) && rte_pktmbuf_data_len(m) < kParseWindow &&
         rte_pktmbuf_linearize(m) != 0) {

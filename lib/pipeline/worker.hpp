@@ -25,6 +25,8 @@ struct rte_ip_frag_death_row;
 
 namespace portmux {
 
+struct DeliveryDecision;
+
 enum class LbEvent : uint8_t;
 struct LbContext;
 
@@ -67,6 +69,8 @@ struct WorkerShared {
     VmCapture* capture = nullptr;    // captures of VM ports (null: none can run)
     GuestOffloadContext offload;     // finishing guests' checksum and TSO frames before the uplink
     uint16_t mtu = 1500;      // largest IP packet sent to a VM or the host without fragmenting it
+    // The uplink was configured with RTE_ETH_RX_OFFLOAD_IPV4_CKSUM: its mbufs' RX_IP_CKSUM flags are trusted.
+    bool uplink_checks_ip4_checksum = false;
     uint32_t host_rate_pps = 0;  // frames per second this worker may hand to the host port (0: no limit)
     ConnectionsConfig connections;  // each worker's connection table for load-balanced groups
 };
@@ -115,15 +119,20 @@ private:
     bool vm_port_connected(uint16_t port_index) const;
 
     // Parses an mbuf, linearising the first bytes of a chained mbuf into `scratch`.
-    ParsedFrame parse(rte_mbuf* m, uint8_t* scratch) const;
+    ParsedFrame parse(rte_mbuf* m, uint8_t* scratch, Ipv4ChecksumState ip4_checksum) const;
+    // parse() into raw storage; true when the straight path took the frame (see parse_frame_into).
+    bool parse_into(rte_mbuf* m, uint8_t* scratch, Ipv4ChecksumState ip4_checksum, ParsedFrame* out) const;
+    // What the uplink's NIC says about an IPv4 header checksum (only when it was asked to check them).
+    Ipv4ChecksumState uplink_ip4_checksum(const rte_mbuf* m) const;
     rte_mbuf* reassemble(rte_mbuf* m, const ParsedFrame& parsed, uint64_t now);
-    // `lb`: the burst's load-balancing context, null when the snapshot has no group. `address`: the index
+    // Carries out `decision` (decide_delivery's) for a packet the firewall accepted; the common case, to a VM
+    // without port translation and not reassembled, is done inline in handle_uplink. `address`: the index
     // of the frame's shared address (its range table), found once when the frame was planned.
     // How a frame reached delivery: on the uplink itself, or out of a peer's tunnel (re-sent once already by
     // a host it reached before its range moved, or not).
     enum class Arrival : uint8_t { kUplink, kTunnel, kTunnelResent };
-    void deliver(const Snapshot& snap, const LbContext* lb, rte_mbuf* m, const ParsedFrame& parsed, unsigned address,
-                 bool reassembled, Arrival arrival);
+    void deliver(const Snapshot& snap, const DeliveryDecision& decision, rte_mbuf* m, const ParsedFrame& parsed,
+                 unsigned address, bool reassembled, Arrival arrival);
     // VXLAN (docs/remote-vms.md): unwraps a tunnel frame from a peer (nullptr: dropped and counted; `resent`
     // tells whether the sender re-sent it), and wraps a frame for a remote VM and queues it on the uplink,
     // marked as re-sent when `resent`.

@@ -23,6 +23,7 @@ struct Port {
     MacAddr mac{};             // uplink/host: the MAC in use; VM: the VM's own MAC
     bool probed = false;  // eth_port is valid
     bool is_vhost = false;
+    bool rx_checks_ip4_checksum = false;  // uplink: RTE_ETH_RX_OFFLOAD_IPV4_CKSUM is enabled
     std::string vhost_path;  // for vhost-user ports
     VhostMode vhost_mode = VhostMode::kClient;
 };

@@ -442,7 +442,8 @@ int main(int argc, char** argv) {
         const Stat s = parse_cost("parse_frame", [](const uint8_t* d, uint32_t a, uint32_t l) { return parse_frame(d, a, l); });
         print_row("parse_frame", "uplink mix", s);
         stages["parse_frame"] = s.to_json();
-        const Stat full = parse_cost("parse_frame_full", parse_frame_full);
+        const Stat full = parse_cost("parse_frame_full",
+                                     [](const uint8_t* d, uint32_t a, uint32_t l) { return parse_frame_full(d, a, l); });
         print_row("parse_frame_full", "uplink mix", full);
         stages["parse_frame_full"] = full.to_json();
     }

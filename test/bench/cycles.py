@@ -81,7 +81,8 @@ def command(variant, files, binaries, prefix):
                 ["--", "-p", "0x3", "--config", "(0,0,0),(1,0,0)", "--parse-ptype", "--lookup=%s" % lookup,
                  "--rule_ipv4=%s" % v4, "--rule_ipv6=%s" % v6]), "ethdev", None
     rules = variant.split("_")[1]
-    return ([binaries["portmux"], "-c", files["portmux_%s" % rules], "--"] + eal + TWO_LCORES), "portmux", "worker-1"
+    binary = binaries["portmux_b"] if variant.startswith("portmuxB_") else binaries["portmux"]
+    return ([binary, "-c", files["portmux_%s" % rules], "--"] + eal + TWO_LCORES), "portmux", "worker-1"
 
 
 def thread_cpu_s(pid, comm_suffix):
@@ -165,6 +166,8 @@ def tsc_hz_guess():
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--portmux", required=True)
+    p.add_argument("--portmux-b", help="a second portmux binary, run as portmuxB_* beside each portmux_* variant "
+                   "in the same interleaved runs (an A/B comparison of two commits)")
     p.add_argument("--l3fwd", required=True, help="as built by build_l3fwd.sh")
     p.add_argument("--work", required=True, help="a directory for pcaps, configurations, rule files, logs")
     p.add_argument("--repeat", type=int, default=5)
@@ -182,10 +185,14 @@ def main():
             p.error("unknown %s %s (known: %s)" % (name, ",".join(bad), ",".join(known)))
     if args.repeat < 1:
         p.error("--repeat must be at least 1")
+    if args.portmux_b:
+        variants += [v.replace("portmux_", "portmuxB_") for v in variants if v.startswith("portmux_")]
     repeat, warmup, interval = (1, 0.3, 0.5) if args.quick else (args.repeat, 1.0, 2.0)
     tsc_hz = args.tsc_hz or tsc_hz_guess()
     os.makedirs(args.work, exist_ok=True)
     binaries = {"portmux": os.path.abspath(args.portmux), "l3fwd": os.path.abspath(args.l3fwd)}
+    if args.portmux_b:
+        binaries["portmux_b"] = os.path.abspath(args.portmux_b)
     prefix = "pmxcyc%d" % os.getpid()
     out = {"tsc_hz": tsc_hz, "tsc_hz_source": "--tsc-hz" if args.tsc_hz else "/proc/cpuinfo",
            "repeat": repeat, "warmup_s": warmup, "interval_s": interval, "quick": args.quick,
@@ -205,10 +212,14 @@ def main():
         result = {v: summary(r) for v, r in runs.items() if r}
         out["traffic"][t] = result
         ratios = {}
-        for v, (ref, _) in TARGETS.items():
+        targets = dict(TARGETS)
+        for v, target in TARGETS.items():
+            targets[v.replace("portmux_", "portmuxB_")] = target
+        for v, (ref, _) in targets.items():
             if v in result and ref in result:
                 ratios["%s/%s" % (v, ref)] = result[v]["median"] / result[ref]["median"]
-        for v in ("l3fwd_lpm", "l3fwd_acl", "portmux_0_rules", "portmux_1000_rules"):
+        for v in ("l3fwd_lpm", "l3fwd_acl", "portmux_0_rules", "portmux_1000_rules", "portmuxB_0_rules",
+                  "portmuxB_1000_rules"):
             if v in result and "testpmd_io" in result:
                 ratios["%s/testpmd_io" % v] = result[v]["median"] / result["testpmd_io"]["median"]
         out["ratios"][t] = ratios

@@ -94,19 +94,51 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const uint32_t length = static_cast<uint32_t>(size);
     // An exact-size heap copy, so ASan sees any read past the frame's last byte.
     std::vector<uint8_t> frame(data, data + size);
-    const ParsedFrame p = parse_frame(frame.data(), length, length);
+    // The later stages see the frame as if the NIC had vouched for its IPv4 header checksum: random bytes
+    // rarely carry a right one, and the stages behind the parser should be explored all the same.
+    const ParsedFrame p = parse_frame(frame.data(), length, length, Ipv4ChecksumState::kGood);
     check_parsed(p, length);
-    // The straight-line path for the common case must give exactly the full parser's result, or stand aside.
-    FUZZ_CHECK(same_parse(p, parse_frame_full(frame.data(), length, length)));
-    {
+    // The straight-line path for the common case must give exactly the full parser's result, or stand aside,
+    // whatever is known about the checksum.
+    for (Ipv4ChecksumState state :
+         {Ipv4ChecksumState::kUnchecked, Ipv4ChecksumState::kGood, Ipv4ChecksumState::kBad}) {
+        const ParsedFrame full = parse_frame_full(frame.data(), length, length, state);
+        FUZZ_CHECK(same_parse(parse_frame(frame.data(), length, length, state), full));
         ParsedFrame fast;
-        if (parse_frame_fast(frame.data(), length, length, fast)) {
-            FUZZ_CHECK(same_parse(fast, p));
+        if (parse_frame_fast(frame.data(), length, length, fast, state)) {
+            FUZZ_CHECK(same_parse(fast, full));
             FUZZ_CHECK(fast.has_ports && !fast.is_fragment);
+            FUZZ_CHECK(state != Ipv4ChecksumState::kBad || fast.kind == FrameKind::kIpv6);
+        }
+        // The checksum only ever turns an IPv4 frame malformed; it changes nothing else.
+        if (full.kind != FrameKind::kMalformed) FUZZ_CHECK(same_parse(full, p));
+        if (state == Ipv4ChecksumState::kBad && length >= 14 && frame[12] == 0x08 && frame[13] == 0x00)
+            FUZZ_CHECK(full.kind == FrameKind::kMalformed);
+        if (state == Ipv4ChecksumState::kUnchecked && p.kind == FrameKind::kIpv4) {
+            const uint32_t header_len = static_cast<uint32_t>(frame[14] & 0x0f) * 4;
+            const bool right = wire::ipv4_header_checksum_ok(frame.data() + 14, header_len);
+            FUZZ_CHECK(right == (full.kind == FrameKind::kIpv4));
         }
     }
 
     const UplinkPlan plan = plan_uplink_frame(p, fx.shared);
+    {
+        // The shortcut plan for frames the straight path takes is the full plan.
+        ParsedFrame into;
+        const bool common = parse_frame_into(frame.data(), length, length, Ipv4ChecksumState::kGood, &into);
+        FUZZ_CHECK(same_parse(into, p));
+        if (common) {
+            const UplinkPlan quick = plan_common_frame(into, fx.shared);
+            FUZZ_CHECK(quick.step == plan.step && quick.drop_reason == plan.drop_reason);
+            // And with a second shared IPv4 address, taken from the frame itself half of the time.
+            SharedAddresses two = fx.shared;
+            two.extra_ip4_count = 1;
+            two.extra_ip4[0] = (length & 1) != 0 && into.kind == FrameKind::kIpv4 ? into.key.v4.dst : Fixture::htonl_(0xc000020b);
+            const UplinkPlan full2 = plan_uplink_frame(into, two);
+            const UplinkPlan quick2 = plan_common_frame(into, two);
+            FUZZ_CHECK(quick2.step == full2.step && quick2.drop_reason == full2.drop_reason);
+        }
+    }
     FUZZ_CHECK(static_cast<uint8_t>(plan.step) <= static_cast<uint8_t>(UplinkStep::kFirewall));
     FUZZ_CHECK(valid_counter(plan.drop_reason));
     if (p.kind == FrameKind::kMalformed) FUZZ_CHECK(plan.step == UplinkStep::kDrop || plan.step == UplinkStep::kToHost);
@@ -139,7 +171,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 FUZZ_CHECK(n == 0 || n >= 14 + 20 + 8);
                 FUZZ_CHECK(n <= sizeof(out));
                 if (n != 0) {
-                    const ParsedFrame answer = parse_frame(out, n, n);
+                    // Verified in software: the answer's IPv4 header checksum must be right.
+                    const ParsedFrame answer = parse_frame(out, n, n, Ipv4ChecksumState::kUnchecked);
                     FUZZ_CHECK(answer.kind == FrameKind::kIpv4 || answer.kind == FrameKind::kIpv6);
                     FUZZ_CHECK(answer.kind == p.kind);
                 }
@@ -163,7 +196,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         rewrite_vm_egress(copy.data(), length, p, fx.uplink_mac);
         FUZZ_CHECK(length < 12 || std::memcmp(copy.data() + 6, fx.uplink_mac.bytes.data(), 6) == 0);
         // The rewrite touches addresses only: the frame parses the same way afterwards.
-        const ParsedFrame q = parse_frame(copy.data(), length, length);
+        const ParsedFrame q = parse_frame(copy.data(), length, length, Ipv4ChecksumState::kGood);
         FUZZ_CHECK(q.kind == p.kind && q.has_ports == p.has_ports && q.src_port == p.src_port &&
                    q.dst_port == p.dst_port && q.l4_offset == p.l4_offset);
     }
@@ -174,6 +207,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         std::vector<uint8_t> head(data, data + available);
         const ParsedFrame h = parse_frame(head.data(), available, length);
         FUZZ_CHECK(same_parse(h, parse_frame_full(head.data(), available, length)));
+        const ParsedFrame trusted = parse_frame(head.data(), available, length, Ipv4ChecksumState::kGood);
+        FUZZ_CHECK(same_parse(trusted, parse_frame_full(head.data(), available, length, Ipv4ChecksumState::kGood)));
         FUZZ_CHECK(static_cast<uint8_t>(h.kind) <= static_cast<uint8_t>(FrameKind::kMalformed));
         if (h.has_ports) FUZZ_CHECK(h.l4_offset + 8u <= available);
     }

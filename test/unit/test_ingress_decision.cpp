@@ -205,3 +205,34 @@ TEST_CASE("delivery: packets that are not TCP/UDP go to the host whatever `unmat
     CHECK(t.decide(eth_ipv6(ip6_proto(58), icmpv6(128, 0, Bytes(4, 0))), UnmatchedPolicy::kDrop).delivery ==
           Delivery::kHost);
 }
+
+TEST_CASE("uplink plan: the shortcut for straight-path frames gives the full plan", "[ingress][fast]") {
+    SharedAddresses two = shared_addresses();
+    two.extra_ip4_count = 1;
+    two.extra_ip4[0] = be32_of(kOtherIp);
+    Ip4 to_other;
+    to_other.dst = kOtherIp;
+    Ip4 udp_to_other = to_other;
+    udp_to_other.proto = 17;
+    Ip6 to_other6 = ip6_proto(17);
+    to_other6.dst = kOtherIp6;
+    const Bytes frames[] = {eth_ipv4(Ip4{}, tcp(40000, 80)),          eth_ipv4(ip4_proto(17), udp(1, 53)),
+                            eth_ipv4(to_other, tcp(40000, 80)),       eth_ipv4(udp_to_other, udp(1, 53)),
+                            eth_ipv6(Ip6{}, tcp(40000, 80)),          eth_ipv6(to_other6, udp(1, 53))};
+    unsigned to_firewall = 0;
+    for (const Bytes& frame : frames) {
+        ParsedFrame f;
+        REQUIRE(parse_frame_into(frame.data(), static_cast<uint32_t>(frame.size()), static_cast<uint32_t>(frame.size()),
+                                 Ipv4ChecksumState::kUnchecked, &f));
+        for (const SharedAddresses& addresses : {two, shared_addresses(false)}) {
+            const UplinkPlan full = plan_uplink_frame(f, addresses);
+            const UplinkPlan quick = plan_common_frame(f, addresses);
+            CHECK(quick.step == full.step);
+            CHECK(quick.drop_reason == full.drop_reason);
+            if (full.step == UplinkStep::kFirewall) ++to_firewall;
+        }
+    }
+    // Both outcomes occur: with two IPv4 addresses and an IPv6 one, all but the frame to another IPv6 address
+    // (5); with one IPv4 address and none for IPv6, only the two to it (2).
+    CHECK(to_firewall == 7);
+}

@@ -474,6 +474,85 @@ TEST_CASE("parse: everything else leaves the fast path and parses as before", "[
     check_fast_matches_full(ethernet(0x0806, arp(1, kPeerIp, kSharedIp)), false, __LINE__);
 }
 
+namespace {
+
+// The frame parsed by parse_frame and by the full parser alone, on exact copies: both must agree.
+ParsedFrame parse_both(const Bytes& frame, Ipv4ChecksumState state) {
+    std::unique_ptr<uint8_t[]> copy(new uint8_t[frame.size()]);
+    std::memcpy(copy.get(), frame.data(), frame.size());
+    const uint32_t len = static_cast<uint32_t>(frame.size());
+    const ParsedFrame f = parse_frame(copy.get(), len, len, state);
+    CHECK(same_parse(f, parse_frame_full(copy.get(), len, len, state)));
+    return f;
+}
+
+}  // namespace
+
+TEST_CASE("parse: an IPv4 header with a wrong checksum is malformed, with or without options", "[parse][checksum]") {
+    Ip4 options;
+    options.options = {0x94, 0x04, 0, 0, 0x01, 0x01, 0x01, 0x00};
+    const Bytes frames[] = {eth_ipv4(Ip4{}, tcp(40000, 80)), eth_ipv4(ip4_proto(17), udp(5353, 53, 12)),
+                            eth_ipv4(options, tcp(1234, 8080)), eth_ipv4(ip4_proto(1), Bytes{8, 0, 0, 0, 0, 1, 0, 1})};
+    for (const Bytes& good : frames) {
+        const size_t header_len = static_cast<size_t>(good[14] & 0x0f) * 4;
+        INFO("header of " << header_len << " bytes");
+        REQUIRE(parse_both(good, Ipv4ChecksumState::kUnchecked).kind == FrameKind::kIpv4);
+        // One's-complement sums catch every single-bit error: each flipped bit of the header, checksum
+        // field and options included, makes the frame malformed (or, for the version/IHL bits, malformed
+        // for that reason already), never a frame with ports.
+        for (size_t byte = 14; byte < 14 + header_len; ++byte) {
+            for (int bit = 0; bit < 8; ++bit) {
+                Bytes bad = good;
+                bad[byte] = static_cast<uint8_t>(bad[byte] ^ (1u << bit));
+                INFO("byte " << byte << " bit " << bit);
+                const ParsedFrame f = parse_both(bad, Ipv4ChecksumState::kUnchecked);
+                CHECK(f.kind == FrameKind::kMalformed);
+                CHECK_FALSE(f.has_ports);
+            }
+        }
+    }
+}
+
+TEST_CASE("parse: a checksum of 0 or 0xffff is no exemption for IPv4 headers", "[parse][checksum]") {
+    for (uint16_t value : {uint16_t{0}, uint16_t{0xffff}}) {
+        Bytes frame = eth_ipv4(Ip4{}, tcp(40000, 80));
+        if (get16(frame.data() + 24) == value) continue;  // already right with that value: nothing to test
+        set16(frame, 24, value);
+        CHECK(parse_both(frame, Ipv4ChecksumState::kUnchecked).kind == FrameKind::kMalformed);
+    }
+}
+
+TEST_CASE("parse: the NIC's checksum verdict is taken instead of the software check", "[parse][checksum]") {
+    const Bytes good = eth_ipv4(Ip4{}, tcp(40000, 80));
+    Bytes wrong = good;
+    set16(wrong, 24, static_cast<uint16_t>(get16(wrong.data() + 24) ^ 0x0101));
+    // Trusted: the header is not read for its checksum, so the frame parses as a right one does.
+    const ParsedFrame trusted = parse_both(wrong, Ipv4ChecksumState::kGood);
+    CHECK(trusted.kind == FrameKind::kIpv4);
+    CHECK(same_parse(trusted, parse_both(good, Ipv4ChecksumState::kUnchecked)));
+    // Found bad by the NIC: malformed even when the bytes say otherwise.
+    CHECK(parse_both(good, Ipv4ChecksumState::kBad).kind == FrameKind::kMalformed);
+    Ip4 options;
+    options.options = {1, 1, 1, 0};
+    CHECK(parse_both(eth_ipv4(options, tcp(1, 2)), Ipv4ChecksumState::kBad).kind == FrameKind::kMalformed);
+    // The verdict is about IPv4 headers only: IPv6, ARP and other frames are untouched by it.
+    CHECK(parse_both(eth_ipv6(Ip6{}, tcp(40000, 443)), Ipv4ChecksumState::kBad).kind == FrameKind::kIpv6);
+    CHECK(parse_both(ethernet(0x0806, arp(1, kPeerIp, kSharedIp)), Ipv4ChecksumState::kBad).kind == FrameKind::kArp);
+}
+
+TEST_CASE("parse: the fast path leaves a wrong IPv4 checksum to the full parser", "[parse][fast][checksum]") {
+    Bytes wrong = eth_ipv4(Ip4{}, tcp(40000, 80));
+    set16(wrong, 24, static_cast<uint16_t>(get16(wrong.data() + 24) + 1));
+    ParsedFrame f;
+    CHECK_FALSE(parse_frame_fast(wrong.data(), static_cast<uint32_t>(wrong.size()), static_cast<uint32_t>(wrong.size()), f,
+                                 Ipv4ChecksumState::kUnchecked));
+    CHECK_FALSE(parse_frame_fast(wrong.data(), static_cast<uint32_t>(wrong.size()), static_cast<uint32_t>(wrong.size()), f,
+                                 Ipv4ChecksumState::kBad));
+    CHECK(parse_frame_fast(wrong.data(), static_cast<uint32_t>(wrong.size()), static_cast<uint32_t>(wrong.size()), f,
+                           Ipv4ChecksumState::kGood));
+    CHECK(f.kind == FrameKind::kIpv4);
+}
+
 TEST_CASE("parse: same_parse tells apart results that differ in one field", "[parse][fast]") {
     const ParsedFrame a = parse(eth_ipv4(Ip4{}, tcp(40000, 80)));
     ParsedFrame b = a;
