@@ -191,6 +191,27 @@ __attribute__((always_inline)) inline Ipv4ChecksumState Worker::uplink_ip4_check
     }
 }
 
+// An accepted packet to an enabled VM: its MAC, the port translation if any, and its port. Inlined into
+// handle_uplink's last loop, where nearly every packet takes it, and into deliver().
+__attribute__((always_inline)) inline void Worker::deliver_to_vm(const Snapshot& snap, const OwnerTarget& target,
+                                                                 rte_mbuf* m, const ParsedFrame& parsed,
+                                                                 unsigned address, bool reassembled) {
+    auto* eth = rte_pktmbuf_mtod(m, rte_ether_hdr*);
+    std::memcpy(&eth->dst_addr, target.mac.bytes.data(), RTE_ETHER_ADDR_LEN);
+    if (snap.translation != nullptr && parsed.has_ports && address == 0) {
+        const L4Proto proto = parsed.ip_proto == kIpProtoTcp ? L4Proto::kTcp : L4Proto::kUdp;
+        const uint16_t inner = snap.translation->inbound(proto, parsed.dst_port);
+        if (inner != parsed.dst_port)
+            rewrite_l4_port(rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m), parsed, false, inner);
+    }
+    count(SwitchCounter::to_vm);
+    if (!reassembled) {
+        send(target.port, m);  // the common case, without send_datagram's checks
+        return;
+    }
+    send_datagram(target.port, m, parsed, reassembled);
+}
+
 // Uplink to inside: plan every frame, classify the ones for a shared address with the firewall in one
 // call per address family, then deliver in arrival order.
 void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
@@ -295,15 +316,9 @@ void Worker::handle_uplink(const Snapshot& snap, rte_mbuf** pkts, uint16_t n) {
         const ParsedFrame& p = parsed[fw_index[k]];
         const DeliveryDecision decision = decide_delivery(p, *snap.table_at[fw_address[k]], snap.owners.data(),
                                                           snap.unmatched, lb);
-        // The common case without a call: an enabled VM's port, no port translation, not reassembled. It does
-        // exactly what deliver()'s kVm case does for such a packet.
-        if (decision.delivery == Delivery::kVm && decision.lb_event == LbEvent::kNone && snap.translation == nullptr &&
-            !fw_reassembled[k]) {
-            const OwnerTarget& target = snap.owners[decision.owner];
-            std::memcpy(&rte_pktmbuf_mtod(fw_pkts[k], rte_ether_hdr*)->dst_addr, target.mac.bytes.data(),
-                        RTE_ETHER_ADDR_LEN);
-            count(SwitchCounter::to_vm);
-            send(target.port, fw_pkts[k]);
+        // The common case without a call into deliver(): an enabled VM's port, no load-balancing event.
+        if (decision.delivery == Delivery::kVm && decision.lb_event == LbEvent::kNone) {
+            deliver_to_vm(snap, snap.owners[decision.owner], fw_pkts[k], p, fw_address[k], fw_reassembled[k]);
             continue;
         }
         deliver(snap, decision, fw_pkts[k], p, fw_address[k], fw_reassembled[k], fw_arrival[k]);
@@ -361,24 +376,7 @@ void Worker::deliver(const Snapshot& snap, const DeliveryDecision& decision, rte
                      unsigned address, bool reassembled, Arrival arrival) {
     if (decision.lb_event != LbEvent::kNone) count_lb(decision.lb_event);
     switch (decision.delivery) {
-        case Delivery::kVm: {
-            const OwnerTarget& target = snap.owners[decision.owner];
-            auto* eth = rte_pktmbuf_mtod(m, rte_ether_hdr*);
-            std::memcpy(&eth->dst_addr, target.mac.bytes.data(), RTE_ETHER_ADDR_LEN);
-            if (snap.translation != nullptr && parsed.has_ports && address == 0) {
-                const L4Proto proto = parsed.ip_proto == kIpProtoTcp ? L4Proto::kTcp : L4Proto::kUdp;
-                const uint16_t inner = snap.translation->inbound(proto, parsed.dst_port);
-                if (inner != parsed.dst_port)
-                    rewrite_l4_port(rte_pktmbuf_mtod(m, uint8_t*), rte_pktmbuf_data_len(m), parsed, false, inner);
-            }
-            count(SwitchCounter::to_vm);
-            if (!reassembled) {
-                send(target.port, m);  // the common case, without send_datagram's checks
-                break;
-            }
-            send_datagram(target.port, m, parsed, reassembled);
-            break;
-        }
+        case Delivery::kVm: deliver_to_vm(snap, snap.owners[decision.owner], m, parsed, address, reassembled); break;
         case Delivery::kHost:
             if (!take_host_token()) {
                 drop(m, SwitchCounter::drop_host_rate);

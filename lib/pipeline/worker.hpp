@@ -125,14 +125,16 @@ private:
     // What the uplink's NIC says about an IPv4 header checksum (only when it was asked to check them).
     Ipv4ChecksumState uplink_ip4_checksum(const rte_mbuf* m) const;
     rte_mbuf* reassemble(rte_mbuf* m, const ParsedFrame& parsed, uint64_t now);
-    // Carries out `decision` (decide_delivery's) for a packet the firewall accepted; the common case, to a VM
-    // without port translation and not reassembled, is done inline in handle_uplink. `address`: the index
-    // of the frame's shared address (its range table), found once when the frame was planned.
+    // Carries out `decision` (decide_delivery's) for a packet the firewall accepted; handle_uplink calls
+    // deliver_to_vm() itself for the common case. `address`: the index of the frame's shared address (its
+    // range table), found once when the frame was planned.
     // How a frame reached delivery: on the uplink itself, or out of a peer's tunnel (re-sent once already by
     // a host it reached before its range moved, or not).
     enum class Arrival : uint8_t { kUplink, kTunnel, kTunnelResent };
     void deliver(const Snapshot& snap, const DeliveryDecision& decision, rte_mbuf* m, const ParsedFrame& parsed,
                  unsigned address, bool reassembled, Arrival arrival);
+    void deliver_to_vm(const Snapshot& snap, const OwnerTarget& target, rte_mbuf* m, const ParsedFrame& parsed,
+                       unsigned address, bool reassembled);
     // VXLAN (docs/remote-vms.md): unwraps a tunnel frame from a peer (nullptr: dropped and counted; `resent`
     // tells whether the sender re-sent it), and wraps a frame for a remote VM and queues it on the uplink,
     // marked as re-sent when `resent`.
