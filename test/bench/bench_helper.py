@@ -6,6 +6,7 @@ Usage: bench_helper.py pcap|imix|l3fwd-rules|config|rate|churn|final|report ... 
 """
 
 import argparse
+import glob
 import json
 import os
 import random
@@ -282,6 +283,53 @@ def prefixes(first, last):
 
 
 # ---- measurements -----------------------------------------------------------------------------------------
+
+def is_lcore_worker(comm):
+    """The thread of EAL lcore 1, the forwarding lcore of every process the benchmarks start with two lcores."""
+    return comm.endswith("worker-1")
+
+
+def thread_cpu_s(pid, match):
+    """CPU seconds a thread of process PID has had (/proc/PID/task/TID/schedstat): the first whose name
+    `match` accepts, or the process's main thread when `match` is None."""
+    for task in glob.glob("/proc/%d/task/*" % pid):
+        try:
+            if match is None and os.path.basename(task) == str(pid) or \
+               match is not None and match(open(task + "/comm").read().strip()):
+                return int(open(task + "/schedstat").read().split()[0]) / 1e9
+        except OSError:
+            pass
+    raise RuntimeError("no forwarding thread in process %d" % pid)
+
+
+def tsc_hz_guess():
+    """Without --tsc-hz (bench_stages measures it): the CPU's nominal clock from /proc/cpuinfo."""
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name") and "GHz" in line:
+            return float(line.rsplit("@", 1)[1].strip().replace("GHz", "")) * 1e9
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("cpu MHz"):
+            return float(line.split(":")[1]) * 1e6
+    return 2.6e9
+
+
+def hugepages_free_mib():
+    info = dict(line.split(":", 1) for line in open("/proc/meminfo"))
+    return int(info["HugePages_Free"].split()[0]) * int(info["Hugepagesize"].split()[0]) // 1024
+
+
+def finish(out, json_path):
+    """The end of every benchmark script: its errors and warnings printed, OUT written to JSON_PATH (if any),
+    and the exit status (1 when anything failed)."""
+    for e in out["errors"]:
+        print("ERROR: " + e)
+    for w in out["warnings"]:
+        print("WARNING: " + w)
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(out, f, indent=2)
+    return 1 if out["errors"] else 0
+
 
 def counters(tel, kind, port):
     if kind == "portmux":

@@ -15,8 +15,6 @@ Usage: cycles.py --portmux BIN --l3fwd BIN --work DIR [--repeat N] [--quick] [--
        [--traffic a,imix] [--variants testpmd_io,l3fwd_lpm,...]
 """
 import argparse
-import glob
-import json
 import os
 import shutil
 import statistics
@@ -73,7 +71,7 @@ def command(variant, files, binaries, prefix):
     if variant == "testpmd_io":  # --stats-period keeps it running with no terminal on stdin
         return ([TESTPMD] + eal + TWO_LCORES + devices +
                 ["--", "--forward-mode=io", "--nb-cores=1", "--rxq=1", "--txq=1", "--no-flush-rx", "--stats-period=1",
-                 "--total-num-mbufs=32768"]), "ethdev", "worker-1"
+                 "--total-num-mbufs=32768"]), "ethdev", bh.is_lcore_worker
     if variant.startswith("l3fwd_"):
         lookup = variant.split("_")[1]
         v4, v6 = files[lookup]
@@ -82,20 +80,9 @@ def command(variant, files, binaries, prefix):
                  "--rule_ipv4=%s" % v4, "--rule_ipv6=%s" % v6]), "ethdev", None
     rules = variant.split("_")[1]
     binary = binaries["portmux_b"] if variant.startswith("portmuxB_") else binaries["portmux"]
-    return ([binary, "-c", files["portmux_%s" % rules], "--"] + eal + TWO_LCORES), "portmux", "worker-1"
+    return ([binary, "-c", files["portmux_%s" % rules], "--"] + eal + TWO_LCORES), "portmux", bh.is_lcore_worker
 
 
-def thread_cpu_s(pid, comm_suffix):
-    """CPU seconds the forwarding thread has had: the lcore thread named ...COMM_SUFFIX, or the main thread."""
-    tasks = glob.glob("/proc/%d/task/*" % pid)
-    for task in tasks:
-        try:
-            if comm_suffix is None and os.path.basename(task) == str(pid) or \
-               comm_suffix is not None and open(task + "/comm").read().strip().endswith(comm_suffix):
-                return int(open(task + "/schedstat").read().split()[0]) / 1e9
-        except OSError:
-            pass
-    raise RuntimeError("no forwarding thread in process %d" % pid)
 
 
 def one_run(variant, files, binaries, prefix, tsc_hz, warmup, interval, logdir):
@@ -118,9 +105,9 @@ def one_run(variant, files, binaries, prefix, tsc_hz, warmup, interval, logdir):
                     raise RuntimeError("%s forwarded nothing within 60 s; see %s" % (variant, log.name))
                 time.sleep(0.1)
             time.sleep(warmup)
-            c0, w0, t0 = bh.counters(tel, kind, 1), thread_cpu_s(proc.pid, thread), time.monotonic()
+            c0, w0, t0 = bh.counters(tel, kind, 1), bh.thread_cpu_s(proc.pid, thread), time.monotonic()
             time.sleep(interval)
-            c1, w1, t1 = bh.counters(tel, kind, 1), thread_cpu_s(proc.pid, thread), time.monotonic()
+            c1, w1, t1 = bh.counters(tel, kind, 1), bh.thread_cpu_s(proc.pid, thread), time.monotonic()
             if kind == "ethdev":
                 rx = tel.query("/ethdev/stats,0")["ipackets"]  # the uplink's count, for the sanity check
     finally:
@@ -152,15 +139,6 @@ def summary(runs):
             "forwarded_share": min(r["forwarded_share"] for r in runs), "runs": runs}
 
 
-def tsc_hz_guess():
-    """Without --tsc-hz (bench_stages measures it): the CPU's nominal clock from /proc/cpuinfo."""
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name") and "GHz" in line:
-            return float(line.rsplit("@", 1)[1].strip().replace("GHz", "")) * 1e9
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("cpu MHz"):
-            return float(line.split(":")[1]) * 1e6
-    return 2.6e9
 
 
 def main():
@@ -188,7 +166,7 @@ def main():
     if args.portmux_b:
         variants += [v.replace("portmux_", "portmuxB_") for v in variants if v.startswith("portmux_")]
     repeat, warmup, interval = (1, 0.3, 0.5) if args.quick else (args.repeat, 1.0, 2.0)
-    tsc_hz = args.tsc_hz or tsc_hz_guess()
+    tsc_hz = args.tsc_hz or bh.tsc_hz_guess()
     os.makedirs(args.work, exist_ok=True)
     binaries = {"portmux": os.path.abspath(args.portmux), "l3fwd": os.path.abspath(args.l3fwd)}
     if args.portmux_b:
@@ -237,14 +215,7 @@ def main():
                 v, s["median"], s["min"], s["max"], s["mpps_per_cpu_s"], s["wall_mpps"]))
         for name, r in out["ratios"][t].items():
             print("    %-44s %.2fx" % (name, r))
-    for e in out["errors"]:
-        print("ERROR: " + e)
-    for w in out["warnings"]:
-        print("WARNING: " + w)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
-    return 1 if out["errors"] else 0
+    return bh.finish(out, args.json)
 
 
 if __name__ == "__main__":

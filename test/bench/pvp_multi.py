@@ -21,7 +21,6 @@ on a machine busy with other work. Switches run interleaved, --repeat times; med
 Usage: pvp_multi.py --portmux BIN --work DIR [--repeat N] [--quick] [--json FILE] [--switches portmux,ovs_dpdk,testpmd_io]
 """
 import argparse
-import glob
 import json
 import os
 import shutil
@@ -49,23 +48,10 @@ VIRTIO_OPTS = "queues=1,queue_size=1024,packed_vq=0,in_order=1,mrg_rxbuf=0"  # a
 LOG_LEVELS = ["--log-level", "pmd.net.pcap:error"]
 
 
-def hugepages_free_mib():
-    info = dict(line.split(":", 1) for line in open("/proc/meminfo"))
-    return int(info["HugePages_Free"].split()[0]) * int(info["Hugepagesize"].split()[0]) // 1024
 
 
-def thread_cpu_s(pid, match):
-    for task in glob.glob("/proc/%d/task/*" % pid):
-        try:
-            if match(open(task + "/comm").read().strip()):
-                return int(open(task + "/schedstat").read().split()[0]) / 1e9
-        except OSError:
-            pass
-    raise RuntimeError("no forwarding thread in process %d" % pid)
 
 
-def is_lcore_worker(comm):
-    return comm.endswith("worker-1")
 
 
 def is_ovs_pmd(comm):
@@ -204,7 +190,7 @@ def start_switch(switch, files, binary, prefix, work, logs):
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         for s in files["sockets"]:
             wait_path(s, proc)
-        return proc, proc.pid, is_lcore_worker, files["sockets"], None
+        return proc, proc.pid, bh.is_lcore_worker, files["sockets"], None
     if switch == "testpmd_io":
         socks = [os.path.join(work, "tp%d.sock" % i) for i in range(VMS)]
         vdevs = []
@@ -221,7 +207,7 @@ def start_switch(switch, files, binary, prefix, work, logs):
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         for s in socks:
             wait_path(s, proc)
-        return proc, proc.pid, is_lcore_worker, socks, None
+        return proc, proc.pid, bh.is_lcore_worker, socks, None
     ovs = Ovs(work, files, prefix)
     try:
         ovs.start()
@@ -235,9 +221,9 @@ def start_switch(switch, files, binary, prefix, work, logs):
 def wait_hugepages(timeout=60.0):
     """Other work on the machine may hold hugepages for a while: wait for the switch's share."""
     deadline = time.monotonic() + timeout
-    while hugepages_free_mib() < HUGEPAGES_NEEDED_MIB:
+    while bh.hugepages_free_mib() < HUGEPAGES_NEEDED_MIB:
         if time.monotonic() > deadline:
-            raise RuntimeError("%d MiB of free hugepages, %d needed" % (hugepages_free_mib(), HUGEPAGES_NEEDED_MIB))
+            raise RuntimeError("%d MiB of free hugepages, %d needed" % (bh.hugepages_free_mib(), HUGEPAGES_NEEDED_MIB))
         time.sleep(1)
 
 
@@ -269,10 +255,10 @@ def one_run(switch, files, binary, prefix, work, warmup, interval):
                 return [tel.query("/ethdev/stats,%d" % k)["ipackets"] for k in range(VMS)]
 
             time.sleep(warmup)
-            r0, w0, v0, t0 = received(), thread_cpu_s(pid, match), thread_cpu_s(consumer.pid, is_lcore_worker), \
+            r0, w0, v0, t0 = received(), bh.thread_cpu_s(pid, match), bh.thread_cpu_s(consumer.pid, bh.is_lcore_worker), \
                 time.monotonic()
             time.sleep(interval)
-            r1, w1, v1, t1 = received(), thread_cpu_s(pid, match), thread_cpu_s(consumer.pid, is_lcore_worker), \
+            r1, w1, v1, t1 = received(), bh.thread_cpu_s(pid, match), bh.thread_cpu_s(consumer.pid, bh.is_lcore_worker), \
                 time.monotonic()
     finally:
         stop(consumer, signal.SIGINT)
@@ -329,8 +315,8 @@ def main():
         reason = "needs root (DPDK runtime directory, vhost-user sockets, OVS)"
     elif shutil.which(TESTPMD) is None:
         reason = "dpdk-testpmd is not installed"
-    elif hugepages_free_mib() < HUGEPAGES_NEEDED_MIB:
-        reason = "%d MiB of free hugepages, %d needed for a switch" % (hugepages_free_mib(), HUGEPAGES_NEEDED_MIB)
+    elif bh.hugepages_free_mib() < HUGEPAGES_NEEDED_MIB:
+        reason = "%d MiB of free hugepages, %d needed for a switch" % (bh.hugepages_free_mib(), HUGEPAGES_NEEDED_MIB)
     if reason:
         out["skipped"] = reason
         print("h. PVP with 8 VMs: skipped: %s" % reason)
@@ -375,14 +361,7 @@ def main():
             print("  %-30s %.2fx" % (name, ratio))
     for name, why in out["not_measured"].items():
         print("  %s not measured: %s" % (name, why))
-    for e in out["errors"]:
-        print("ERROR: " + e)
-    for w in out["warnings"]:
-        print("WARNING: " + w)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
-    return 1 if out["errors"] else 0
+    return bh.finish(out, args.json)
 
 
 if __name__ == "__main__":

@@ -92,9 +92,6 @@ def write_config(path, pcap, n, sockdir, mode):
     return vms, hot
 
 
-def hugepages_free_mib():
-    info = dict(line.split(":", 1) for line in open("/proc/meminfo"))
-    return int(info["HugePages_Free"].split()[0]) * int(info["Hugepagesize"].split()[0]) // 1024
 
 
 def remove_hugepage_files(prefix):
@@ -126,14 +123,6 @@ def status_kib(pid):
     return fields
 
 
-def thread_cpu_s(pid, comm_suffix="worker-1"):
-    for task in glob.glob("/proc/%d/task/*" % pid):
-        try:
-            if open(task + "/comm").read().strip().endswith(comm_suffix):
-                return int(open(task + "/schedstat").read().split()[0]) / 1e9
-        except OSError:
-            pass
-    raise RuntimeError("no forwarding thread in process %d" % pid)
 
 
 class Consumer:
@@ -258,9 +247,9 @@ def one_run(n, pcap, binary, work, prefix, tsc_hz, warmup, interval, timeout, mo
             memory = status_kib(proc.pid)
             memory["own_hugepages"] = hugepage_files_kib(prefix)
             memory["VmRSS_before_guests"] = memory_unconnected.get("VmRSS")
-            s0, w0, t0 = tel.query("/portmux/stats"), thread_cpu_s(proc.pid), time.monotonic()
+            s0, w0, t0 = tel.query("/portmux/stats"), bh.thread_cpu_s(proc.pid, bh.is_lcore_worker), time.monotonic()
             time.sleep(interval)
-            s1, w1, t1 = tel.query("/portmux/stats"), thread_cpu_s(proc.pid), time.monotonic()
+            s1, w1, t1 = tel.query("/portmux/stats"), bh.thread_cpu_s(proc.pid, bh.is_lcore_worker), time.monotonic()
             # Then the same start with the traffic's ranges removed: every frame goes to the host port
             # (net_null), which takes them as fast as they come, while every guest stays connected and
             # polled. This cost does not depend on how fast a guest drains its ring.
@@ -269,9 +258,9 @@ def one_run(n, pcap, binary, work, prefix, tsc_hz, warmup, interval, timeout, mo
                 if not isinstance(answer, dict) or "error" in answer:
                     raise RuntimeError("range/del %s: %s" % (vms[i]["ranges"][0], answer))
             time.sleep(warmup)
-            h0, hw0, ht0 = tel.query("/portmux/stats"), thread_cpu_s(proc.pid), time.monotonic()
+            h0, hw0, ht0 = tel.query("/portmux/stats"), bh.thread_cpu_s(proc.pid, bh.is_lcore_worker), time.monotonic()
             time.sleep(interval)
-            h1, hw1, ht1 = tel.query("/portmux/stats"), thread_cpu_s(proc.pid), time.monotonic()
+            h1, hw1, ht1 = tel.query("/portmux/stats"), bh.thread_cpu_s(proc.pid, bh.is_lcore_worker), time.monotonic()
     finally:
         for c in consumers:
             c.stop()
@@ -328,14 +317,6 @@ def summary(runs):
             "runs": runs}
 
 
-def tsc_hz_guess():
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name") and "GHz" in line:
-            return float(line.rsplit("@", 1)[1].strip().replace("GHz", "")) * 1e9
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("cpu MHz"):
-            return float(line.split(":")[1]) * 1e6
-    return 2.6e9
 
 
 def main():
@@ -362,7 +343,7 @@ def main():
     if args.repeat < 1:
         p.error("--repeat must be at least 1")
     repeat, warmup, interval = (1, 0.3, 0.5) if args.quick else (args.repeat, 1.0, 2.0)
-    tsc_hz = args.tsc_hz or tsc_hz_guess()
+    tsc_hz = args.tsc_hz or bh.tsc_hz_guess()
     os.makedirs(args.work, exist_ok=True)
     out = {"tsc_hz": tsc_hz, "tsc_hz_source": "--tsc-hz" if args.tsc_hz else "/proc/cpuinfo", "repeat": repeat,
            "warmup_s": warmup, "interval_s": interval, "quick": args.quick,
@@ -378,8 +359,8 @@ def main():
         reason = "dpdk-testpmd is not installed"
     elif not os.path.ismount(HUGEDIR):
         reason = "%s is not a hugetlbfs mount" % HUGEDIR
-    elif hugepages_free_mib() < HUGEPAGES_NEEDED_MIB:
-        reason = "%d MiB of free hugepages, %d needed for portmux" % (hugepages_free_mib(), HUGEPAGES_NEEDED_MIB)
+    elif bh.hugepages_free_mib() < HUGEPAGES_NEEDED_MIB:
+        reason = "%d MiB of free hugepages, %d needed for portmux" % (bh.hugepages_free_mib(), HUGEPAGES_NEEDED_MIB)
     if reason:
         out["skipped"] = reason
         print("g. VM scale: skipped: %s" % reason)
@@ -452,14 +433,7 @@ def main():
         m = out["memory_per_vm_kib"]
         print("  memory per VM (%d -> %d VMs): RSS %.1f KiB, own hugepages %.1f KiB, HugetlbPages mapped %.1f KiB" % (
             m["from"], m["to"], m.get("VmRSS", 0), m.get("own_hugepages", 0), m.get("HugetlbPages", 0)))
-    for e in out["errors"]:
-        print("ERROR: " + e)
-    for w in out["warnings"]:
-        print("WARNING: " + w)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
-    return 1 if out["errors"] else 0
+    return bh.finish(out, args.json)
 
 
 if __name__ == "__main__":
