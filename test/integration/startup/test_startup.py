@@ -153,14 +153,18 @@ def main():
     # PORTMUX_DEFAULT_FILE_PREFIX (set by the systemd template unit) is used only when no prefix is given.
     default_prefix = "pmx-startup-envprefix-%d" % os.getpid()
     config_prefix = "pmx-startup-cfgprefix2-%d" % os.getpid()
-    PREFIXES.extend([default_prefix, config_prefix])
-    for config_file, expected, unexpected, name in (
-            (good, default_prefix, None, "the environment's default file prefix is used when none is given"),
-            (write_config("eal2.json", pcap_config(eal=["--file-prefix", config_prefix])), config_prefix,
-             default_prefix, "a file prefix in the configuration's \"eal\" wins over the environment's default")):
-        for prefix in (default_prefix, config_prefix):  # the EAL leaves its runtime directory behind at exit
+    command_prefix = "pmx-startup-cmdprefix2-%d" % os.getpid()
+    PREFIXES.extend([default_prefix, config_prefix, command_prefix])
+    for config_file, extra, expected, unexpected, name in (
+            (good, [], default_prefix, None, "the environment's default file prefix is used when none is given"),
+            (write_config("eal2.json", pcap_config(eal=["--file-prefix", config_prefix])), [], config_prefix,
+             default_prefix, "a file prefix in the configuration's \"eal\" wins over the environment's default"),
+            (good, ["--file-prefix", command_prefix], command_prefix, default_prefix,
+             "a file prefix after -- wins over the environment's default")):
+        for prefix in (default_prefix, config_prefix, command_prefix):  # the EAL leaves its runtime directory
             shutil.rmtree("/var/run/dpdk/" + prefix, ignore_errors=True)
-        proc = subprocess.Popen([PORTMUX, "-c", config_file, "--", "--no-huge", "-m", "256", "--lcores", "0@0,1@1"],
+        proc = subprocess.Popen([PORTMUX, "-c", config_file, "--", "--no-huge", "-m", "256", "--lcores", "0@0,1@1"] +
+                                extra,
                                 env=dict(os.environ, PORTMUX_DEFAULT_FILE_PREFIX=default_prefix),
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
