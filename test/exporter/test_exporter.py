@@ -27,6 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import exporter_process  # noqa: E402
+from scapy.all import IP, UDP, Ether, Raw, wrpcap  # noqa: E402
 import telemetry  # noqa: E402
 
 SHARED_IP = "192.0.2.10"
@@ -49,29 +50,10 @@ def check(condition, message):
     return condition
 
 
-def ipv4_checksum(header):
-    total = sum(struct.unpack("!10H", header))
-    while total >> 16:
-        total = (total & 0xffff) + (total >> 16)
-    return ~total & 0xffff
-
-
 def udp_frame(dst_mac, src_mac, src_ip, dst_ip, sport, dport, seq):
-    payload = struct.pack("!I", seq) + b"portmux-exporter"
-    udp_len = 8 + len(payload)
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + udp_len, seq, 0, 64, 17, 0,
-                     bytes(map(int, src_ip.split("."))), bytes(map(int, dst_ip.split("."))))
-    ip = ip[:10] + struct.pack("!H", ipv4_checksum(ip)) + ip[12:]
-    udp = struct.pack("!HHHH", sport, dport, udp_len, 0) + payload  # checksum 0: none (IPv4)
-    mac = lambda m: bytes.fromhex(m.replace(":", ""))  # noqa: E731
-    return mac(dst_mac) + mac(src_mac) + b"\x08\x00" + ip + udp
-
-
-def write_pcap(path, frames):
-    with open(path, "wb") as f:
-        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-        for i, frame in enumerate(frames):
-            f.write(struct.pack("<IIII", 1, i, len(frame), len(frame)) + frame)
+    # UDP checksum 0: none (IPv4); the IP identification carries the sequence number too.
+    return (Ether(dst=dst_mac, src=src_mac) / IP(src=src_ip, dst=dst_ip, id=seq) /
+            UDP(sport=sport, dport=dport, chksum=0) / Raw(struct.pack("!I", seq) + b"portmux-exporter"))
 
 
 def uplink_frames():
@@ -93,9 +75,9 @@ def pcap_device(index, rx, work, tag):
 
 def traffic_config(work):
     empty, uplink, web = (os.path.join(work, n) for n in ("empty.pcap", "uplink.pcap", "web.pcap"))
-    write_pcap(empty, [])
-    write_pcap(uplink, uplink_frames())
-    write_pcap(web, web_frames())
+    wrpcap(empty, [])
+    wrpcap(uplink, uplink_frames())
+    wrpcap(web, web_frames())
     return {
         "shared_ip": SHARED_IP,
         "uplink": {"device": pcap_device(0, uplink, work, "a"), "mac": UPLINK_MAC},
